@@ -1,0 +1,111 @@
+"""Image commands: predict, train, evaluate."""
+
+import json
+import sys
+from pathlib import Path
+
+PREDICT_BATCH = 16
+
+
+def register(sub):
+    p = sub.add_parser("predict", help="style, subject and reconstruction PSNR of images")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--weights", help="folder or .safetensors file (default: the shipped weights)")
+    p.add_argument("--json", action="store_true", help="one JSON object per input, one per line")
+    p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    p.add_argument("--no-reconstruct", action="store_true", help="skip the autoencoder (no psnr)")
+    p.set_defaults(run=run_predict)
+
+    t = sub.add_parser("train", help="train the art classifier and/or the autoencoder")
+    t.add_argument("--data", required=True, type=Path, help="folder holding styles/ and subjects/")
+    t.add_argument("--out", type=Path, default=Path("weights"))
+    t.add_argument("--model", choices=["classifier", "autoencoder", "all"], default="all")
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--ae-epochs", type=int, default=40)
+    t.add_argument("--batch", type=int, default=96)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--size", type=int, default=224, help="classifier input size")
+    t.add_argument("--no-texture", action="store_true", help="without the Gram texture branch")
+    t.add_argument("--ae-width", type=int, default=32)
+    t.add_argument("--limit", type=int, help="at most this many images per class (quick runs)")
+    t.add_argument("--device")
+    t.set_defaults(run=run_train)
+
+    e = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix on class folders")
+    e.add_argument("--data", required=True, type=Path,
+                   help="class folders (e.g. ../shared/data/styles/val), or a folder with styles/ and subjects/")
+    e.add_argument("--split", default="val", help="with a styles/+subjects/ folder: which split")
+    e.add_argument("--weights")
+    e.add_argument("--json", type=Path, help="also write the report as JSON to this file")
+    e.add_argument("--no-tta", action="store_true", help="without the mirrored second pass")
+    e.add_argument("--device")
+    e.set_defaults(run=run_evaluate)
+
+
+def run_predict(args) -> int:
+    from .images import ImageError
+    from .inference import ArtModels
+    from .weights import WeightsError
+
+    try:
+        models = ArtModels(args.weights, args.device, autoencoder=not args.no_reconstruct)
+    except WeightsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    failed = 0
+    for start in range(0, len(args.images), PREDICT_BATCH):
+        paths = args.images[start:start + PREDICT_BATCH]
+        loaded, errors = [], {}
+        for i, path in enumerate(paths):
+            try:
+                loaded.append((i, models.prepare(path)))
+            except ImageError as e:
+                errors[i] = str(e)
+        analyses = dict(zip([i for i, _ in loaded], models.analyze([im for _, im in loaded])))
+        for i, path in enumerate(paths):
+            if i in errors:
+                failed += 1
+                record = {"path": path, "error": errors[i]}
+            else:
+                record = {"path": path, **analyses[i].to_json()}
+            print(json.dumps(record, ensure_ascii=False) if args.json else _readable(record), flush=True)
+    return 1 if failed else 0
+
+
+def _readable(record: dict) -> str:
+    if "error" in record:
+        return f"{record['path']}\n  error: {record['error']}"
+    lines = [record["path"]]
+    for head, ranked in record.items():
+        if isinstance(ranked, list):
+            top = ", ".join(f"{name} {p:.0%}" for name, p in ranked[:3])
+            lines.append(f"  {head:<8} {top}")
+    if "psnr" in record:
+        lines.append(f"  {'psnr':<8} {record['psnr']:.1f} dB (autoencoder reconstruction)")
+    return "\n".join(lines)
+
+
+def run_train(args) -> int:
+    from .train_image import train_autoencoder, train_classifier
+
+    command = "python -m artlab " + " ".join(sys.argv[1:])
+    if args.model in ("classifier", "all"):
+        card = train_classifier(args.data, args.out, epochs=args.epochs, batch_size=args.batch, lr=args.lr,
+                                image_size=args.size, texture=not args.no_texture, limit=args.limit,
+                                device=args.device, command=command)
+        print(json.dumps({h: r["accuracy"] for h, r in card["metrics"]["val"].items()}))
+    if args.model in ("autoencoder", "all"):
+        card = train_autoencoder(args.data, args.out, epochs=args.ae_epochs, width=args.ae_width,
+                                 limit=args.limit, device=args.device, command=command)
+        print(json.dumps(card["metrics"]["val"]))
+    return 0
+
+
+def run_evaluate(args) -> int:
+    from .evaluate import evaluate_folder, print_report
+
+    report = evaluate_folder(args.data, args.weights, split=args.split, tta=not args.no_tta, device=args.device)
+    print_report(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0

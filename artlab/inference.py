@@ -1,0 +1,151 @@
+"""Inference, written once: the CLI, the app, the gallery index and the benchmarks all call this.
+
+`ArtModels` loads the shipped (or given) checkpoints once; `analyze` runs one
+backbone pass per image batch that serves both heads and the embedding, plus the
+autoencoder for the reconstruction and its PSNR.
+"""
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .data import resize_for_eval
+from .device import pick_device
+from .images import letterbox, load_image, normalize, to_uint8_tensor
+from .models.autoencoder import IMAGE_SIZE as AE_SIZE, ArtAutoencoder, psnr
+from .models.classifier import ArtClassifier
+from .weights import WeightsError, load_into, read_card, resolve
+
+log = logging.getLogger(__name__)
+
+CLASSIFIER_NAME = "art_classifier"
+AUTOENCODER_NAME = "art_autoencoder"
+
+
+@torch.inference_mode()
+def classifier_probs(model: ArtClassifier, images_uint8: torch.Tensor, size: int, device,
+                     tta: bool = True, batch_size: int = 128) -> dict[str, torch.Tensor]:
+    """Softmax per head (and embeddings) for uint8 images; with tta, averaged with the mirror image."""
+    model.eval()
+    outs: dict[str, list] = {}
+    for i in range(0, len(images_uint8), batch_size):
+        x = resize_for_eval(images_uint8[i:i + batch_size].to(device), size)
+        x = x.contiguous(memory_format=torch.channels_last)
+        result = _probs(model, x, tta)
+        for k, v in result.items():
+            outs.setdefault(k, []).append(v.float().cpu())
+    return {k: torch.cat(v) for k, v in outs.items()}
+
+
+def _probs(model, x, tta):
+    out = model(x)
+    probs = {k: v.float().softmax(1) for k, v in out.items() if k != "embedding"}
+    embedding = out["embedding"]
+    if tta:
+        flipped = model(x.flip(3))
+        probs = {k: (v + flipped[k].float().softmax(1)) / 2 for k, v in probs.items()}
+        embedding = F.normalize(embedding + flipped["embedding"], dim=1)
+    probs["embedding"] = embedding
+    return probs
+
+
+def load_classifier(weights=None, device=None) -> tuple[ArtClassifier, dict]:
+    path = resolve(weights, CLASSIFIER_NAME)
+    card = read_card(path)
+    config = card.get("config", {})
+    heads = {name: len(labels) for name, labels in card["labels"].items()}
+    model = ArtClassifier(heads, embed_dim=config.get("embed_dim", 512), texture=config.get("texture", True),
+                          dropout=0.0, drop_path=0.0)
+    load_into(model, path)
+    return model.float().eval().to(pick_device(device)), card
+
+
+def load_autoencoder(weights=None, device=None) -> tuple[ArtAutoencoder, dict]:
+    path = resolve(weights, AUTOENCODER_NAME)
+    card = read_card(path)
+    model = ArtAutoencoder(card.get("config", {}).get("width", 32))
+    load_into(model, path)
+    return model.float().eval().to(pick_device(device)), card
+
+
+@dataclass
+class Analysis:
+    """Everything ArtLab says about one image."""
+
+    labels: dict[str, list[tuple[str, float]]]      # head -> [(label, probability)], best first
+    embedding: torch.Tensor
+    psnr: float | None = None
+    reconstruction: Image.Image | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        out = {head: [[name, round(p, 4)] for name, p in ranked] for head, ranked in self.labels.items()}
+        if self.psnr is not None:
+            out["psnr"] = round(self.psnr, 2)
+        return out
+
+
+class ArtModels:
+    """The image models, loaded once. Thread-safe: one analysis at a time per instance."""
+
+    def __init__(self, weights=None, device=None, autoencoder: bool = True, tta: bool = True):
+        self.device = pick_device(device)
+        self.classifier, self.card = load_classifier(weights, self.device)
+        self.labels = {head: tuple(names) for head, names in self.card["labels"].items()}
+        self.input_size = int(self.card["input_size"])
+        self.autoencoder, self.ae_card = None, None
+        if autoencoder:
+            try:
+                self.autoencoder, self.ae_card = load_autoencoder(weights, self.device)
+            except WeightsError as e:
+                # A curator's fine-tuned model folder holds no autoencoder: use the shipped one.
+                if weights is None:
+                    raise
+                log.info("no autoencoder beside %s (%s); using the shipped one", weights, e)
+                self.autoencoder, self.ae_card = load_autoencoder(None, self.device)
+        self.tta = tta
+        self.lock = threading.Lock()
+
+    def prepare(self, source) -> Image.Image:
+        """Load (path, bytes, PIL) through the one safe loader; raises ImageError."""
+        return load_image(source, max_side=max(self.input_size, AE_SIZE) * 2)
+
+    @torch.inference_mode()
+    def analyze(self, images: list[Image.Image], reconstruct: bool = True) -> list[Analysis]:
+        if not images:
+            return []
+        with self.lock:
+            batch = torch.stack([to_uint8_tensor(letterbox(im, self.input_size)) for im in images])
+            x = normalize(batch.to(self.device)).contiguous(memory_format=torch.channels_last)
+            probs = _probs(self.classifier, x, self.tta)
+            results = []
+            for i in range(len(images)):
+                ranked = {}
+                for head, names in self.labels.items():
+                    p = probs[head][i].tolist()
+                    ranked[head] = sorted(zip(names, p), key=lambda item: -item[1])
+                results.append(Analysis(ranked, probs["embedding"][i].cpu()))
+            if reconstruct and self.autoencoder is not None:
+                self._reconstruct(images, results)
+        return results
+
+    def _reconstruct(self, images, results):
+        small = torch.stack([to_uint8_tensor(letterbox(im, AE_SIZE)) for im in images])
+        x = normalize(small.to(self.device))
+        recon = self.autoencoder(x)
+        values = psnr(recon, x).tolist()
+        pixels = ((recon.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        for result, value, array in zip(results, values, pixels):
+            result.psnr = value
+            result.reconstruction = Image.fromarray(array)
+
+
+def model_info(weights=None) -> dict:
+    """The cards of the image models at `weights`, for `--help` texts and the About tab."""
+    return {name: read_card(resolve(weights, name)) for name in (CLASSIFIER_NAME, AUTOENCODER_NAME)
+            if Path(resolve(weights, name)).with_suffix(".json").exists()}

@@ -1,0 +1,75 @@
+"""The art classifier: Lite0 backbone, a texture (Gram) branch, a shared neck, and one head per task.
+
+    image -> backbone -> global pool (content)  --+
+          \-> taps -> Gram statistics (texture) --+-> neck (embedding) -> style head
+                                                                        -> subject head
+                                                                        -> any curator heads
+
+The neck's output, L2-normalised, is the embedding used for "similar artworks".
+Gram matrices of early feature maps capture brushwork and palette, which is
+what separates, say, impressionism from post-impressionism.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbone import FEATURE_CHANNELS, TAP_CHANNELS, TEXTURE_TAPS, EfficientNetLite0
+
+TEXTURE_REDUCED = 32  # channels each tap is projected to before its Gram matrix
+
+
+class GramTexture(nn.Module):
+    """Per-tap 1x1 projection, Gram matrix (upper triangle) with signed square root."""
+
+    def __init__(self, taps=TEXTURE_TAPS, reduced=TEXTURE_REDUCED, out_dim=256):
+        super().__init__()
+        self.reduce = nn.ModuleList(nn.Conv2d(TAP_CHANNELS[t], reduced, 1, bias=False) for t in taps)
+        pairs = reduced * (reduced + 1) // 2
+        self.register_buffer("triu", torch.triu_indices(reduced, reduced), persistent=False)
+        self.norm = nn.LayerNorm(pairs * len(taps))
+        self.proj = nn.Linear(pairs * len(taps), out_dim)
+
+    def forward(self, tapped: list[torch.Tensor]) -> torch.Tensor:
+        grams = []
+        for reduce, feats in zip(self.reduce, tapped):
+            f = reduce(feats).float().flatten(2)  # B x C x HW; Gram in fp32 for stability
+            gram = f @ f.transpose(1, 2) / f.shape[-1]
+            gram = gram[:, self.triu[0], self.triu[1]]
+            grams.append(torch.sign(gram) * torch.sqrt(gram.abs() + 1e-6))
+        return self.proj(self.norm(torch.cat(grams, dim=1)))
+
+
+class ArtClassifier(nn.Module):
+    def __init__(self, heads: dict[str, int], embed_dim: int = 512, texture: bool = True,
+                 dropout: float = 0.3, drop_path: float = 0.1):
+        super().__init__()
+        self.backbone = EfficientNetLite0(drop_path=drop_path)
+        self.texture = GramTexture() if texture else None
+        in_dim = FEATURE_CHANNELS + (self.texture.proj.out_features if texture else 0)
+        self.neck = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, embed_dim), nn.GELU())
+        self.heads = nn.ModuleDict({name: nn.Linear(embed_dim, n) for name, n in heads.items()})
+        self.head_dropout = nn.Dropout(dropout / 2)
+
+    @property
+    def taps(self):
+        return TEXTURE_TAPS if self.texture is not None else ()
+
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Backbone feature map (kept for Grad-CAM) and the neck vector."""
+        fmap, tapped = self.backbone(x, self.taps)
+        pooled = fmap.mean(dim=(2, 3))
+        if self.texture is not None:
+            pooled = torch.cat([pooled, self.texture(tapped)], dim=1)
+        return fmap, self.neck(pooled)
+
+    def classify(self, neck: torch.Tensor) -> dict[str, torch.Tensor]:
+        neck = self.head_dropout(neck)
+        return {name: head(neck) for name, head in self.heads.items()}
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits per head, plus the L2-normalised embedding under "embedding"."""
+        _, neck = self.features(x)
+        out = self.classify(neck)
+        out["embedding"] = F.normalize(neck.float(), dim=1)
+        return out

@@ -1,0 +1,128 @@
+"""The training loop, written once. `artlab train`, `train-text`, `finetune` and the
+app's Train tab all call `fit`; each brings its own batches, loss and evaluation.
+
+Like torchvision's references/classification: AdamW, warm-up then cosine decay,
+label smoothing in the losses, mixed precision on GPUs, an EMA-free best-epoch
+checkpoint kept in memory, early stopping, and a stop signal honoured at the next step
+(Ctrl-C or the UI's Stop button) that keeps the best model so far.
+"""
+
+import copy
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import torch
+from tqdm import tqdm
+
+from .device import autocast_dtype
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FitResult:
+    history: list[dict] = field(default_factory=list)  # one record per epoch
+    best_score: float = -math.inf
+    best_epoch: int = -1
+    stopped: bool = False       # True when a stop signal or Ctrl-C ended training early
+    early_stopped: bool = False
+
+
+def warmup_cosine(optimizer, total_steps: int, warmup_steps: int):
+    def factor(step):
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def fit(
+    model: torch.nn.Module,
+    batches: Callable[[int], Iterable],
+    step: Callable[[torch.nn.Module, object], torch.Tensor],
+    *,
+    epochs: int,
+    steps_per_epoch: int,
+    param_groups: list[dict],
+    device: torch.device,
+    weight_decay: float = 0.05,
+    warmup_epochs: float = 1.0,
+    evaluate: Callable[[torch.nn.Module], dict] | None = None,
+    patience: int | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_epoch: Callable[[dict], None] | None = None,
+    on_step: Callable[[int, int, float], None] | None = None,
+    grad_clip: float | None = 2.0,
+    show_progress: bool = True,
+) -> FitResult:
+    """Train `model` in place; on return it holds the weights of its best epoch.
+
+    batches(epoch) yields batches; step(model, batch) returns the loss; evaluate(model)
+    returns metrics with a "score" (higher is better) used to pick the best epoch.
+    """
+    optimizer = torch.optim.AdamW(param_groups, weight_decay=weight_decay)
+    total = epochs * steps_per_epoch
+    scheduler = warmup_cosine(optimizer, total, max(1, int(warmup_epochs * steps_per_epoch)))
+    amp = autocast_dtype(device)
+    scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 and device.type == "cuda" else None
+    result, best_state = FitResult(), None
+    done_steps = 0
+    for epoch in range(epochs):
+        model.train()
+        started, losses = time.time(), []
+        bar = tqdm(batches(epoch), total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}",
+                   leave=False, disable=not show_progress or None)
+        try:
+            for batch in bar:
+                if should_stop():
+                    result.stopped = True
+                    break
+                with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                    loss = step(model, batch)
+                optimizer.zero_grad(set_to_none=True)
+                if scaler:
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(optimizer)
+                else:
+                    loss.backward()
+                if grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                (scaler.step(optimizer), scaler.update()) if scaler else optimizer.step()
+                scheduler.step()
+                losses.append(loss.item())
+                done_steps += 1
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+                if on_step:
+                    on_step(done_steps, total, losses[-1])
+        except KeyboardInterrupt:
+            log.warning("interrupted: keeping the best model so far")
+            result.stopped = True
+        if not losses:
+            break
+        record = {"epoch": epoch + 1, "train_loss": sum(losses) / len(losses),
+                  "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.time() - started, 1)}
+        if evaluate:
+            model.eval()
+            record.update(evaluate(model))
+        score = record.get("score", -record["train_loss"])
+        if score > result.best_score:
+            result.best_score, result.best_epoch = score, epoch + 1
+            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+        result.history.append(record)
+        log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()})
+        if on_epoch:
+            on_epoch(record)
+        if result.stopped:
+            break
+        if patience and epoch + 1 - result.best_epoch >= patience:
+            log.info("early stopping: no better score for %d epochs", patience)
+            result.early_stopped = True
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return result

@@ -1,0 +1,195 @@
+"""Training recipes for the image models: the art classifier and the autoencoder.
+
+    python -m artlab train --data ../shared/data --out weights
+
+Both recipes use the one loop in artlab.train.fit; the data lives in memory as uint8
+tensors (artlab.data) and is augmented in batches on the training device.
+"""
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from . import data as data_mod
+from .device import pick_device
+from .inference import classifier_probs
+from .labels import STYLES, SUBJECTS
+from .metrics import classification_report
+from .models.autoencoder import IMAGE_SIZE as AE_SIZE, LATENT_SHAPE, ArtAutoencoder, psnr
+from .models.backbone import load_imagenet_weights
+from .models.classifier import ArtClassifier
+from .train import fit
+from .weights import save_checkpoint
+
+log = logging.getLogger(__name__)
+HEAD_LABELS = {"style": STYLES, "subject": SUBJECTS}
+
+
+def load_art_data(root: Path, split: str, limit: int | None = None) -> data_mod.ImageSet:
+    """styles/<split> and subjects/<split> of the shared data, as one set with two heads."""
+    sets = []
+    for head, folder in (("style", "styles"), ("subject", "subjects")):
+        if (root / folder / split).is_dir():
+            sets.append(data_mod.load_class_folders(root / folder / split, head, HEAD_LABELS[head],
+                                                    limit_per_class=limit))
+    if not sets:
+        raise FileNotFoundError(f"{root}: expected styles/{split}/ and/or subjects/{split}/ class folders")
+    merged = data_mod.ImageSet.concat(sets)
+    for head in HEAD_LABELS:
+        merged.labels.setdefault(head, torch.full((len(merged),), -1))
+    for problem in merged.skipped:
+        log.warning("skipped %s", problem)
+    return merged
+
+
+def epoch_order(labels: dict[str, torch.Tensor], subject_repeat: int, generator) -> torch.Tensor:
+    """Every style image once and every subject image `subject_repeat` times, shuffled.
+
+    The subject set is ~15x smaller than the style set; repeating it keeps both heads learning.
+    """
+    style_idx = torch.nonzero(labels["style"] >= 0).flatten()
+    subject_idx = torch.nonzero(labels["subject"] >= 0).flatten().repeat(subject_repeat)
+    order = torch.cat([style_idx, subject_idx])
+    return order[torch.randperm(len(order), generator=generator)]
+
+
+def evaluate_classifier(model, val: data_mod.ImageSet, size: int, device, tta: bool = True) -> dict:
+    probs = classifier_probs(model, val.images, size, device, tta=tta)
+    out = {}
+    for head, labels in HEAD_LABELS.items():
+        if head in probs and (val.labels[head] >= 0).any():
+            out[head] = classification_report(probs[head].argmax(1), val.labels[head], labels)
+    return out
+
+
+def train_classifier(data_root: Path, out_dir: Path, *, epochs: int = 30, batch_size: int = 96,
+                     lr: float = 1e-3, image_size: int = 224, texture: bool = True,
+                     subject_repeat: int = 4, subject_weight: float = 0.5, limit: int | None = None,
+                     device=None, name: str = "art_classifier", seed: int = 0, command: str = "") -> dict:
+    device = pick_device(device)
+    torch.manual_seed(seed)
+    train = load_art_data(data_root, "train", limit)
+    val = load_art_data(data_root, "val", limit)
+    log.info("train: %d images, val: %d images, device %s", len(train), len(val), device)
+    images = train.images.to(device)
+    labels = {h: t.to(device) for h, t in train.labels.items()}
+    model = ArtClassifier({"style": len(STYLES), "subject": len(SUBJECTS)}, texture=texture)
+    load_imagenet_weights(model.backbone)
+    model.to(device).to(memory_format=torch.channels_last)
+
+    generator = torch.Generator().manual_seed(seed)
+    steps = max(1, len(epoch_order(train.labels, subject_repeat, generator)) // batch_size)
+
+    def batches(epoch):
+        order = epoch_order(train.labels, subject_repeat, generator)
+        for i in range(steps):
+            idx = order[i * batch_size:(i + 1) * batch_size].to(device)
+            x = data_mod.augment(images[idx], image_size).contiguous(memory_format=torch.channels_last)
+            yield x, {h: labels[h][idx] for h in labels}
+
+    def step(model, batch):
+        x, y = batch
+        out = model(x)
+        loss = F.cross_entropy(out["style"].float(), y["style"], ignore_index=-1, label_smoothing=0.1)
+        subject_loss = F.cross_entropy(out["subject"].float(), y["subject"], ignore_index=-1,
+                                       label_smoothing=0.1)
+        # A batch may hold no subject image at all; cross_entropy is then NaN.
+        return torch.nan_to_num(loss) + subject_weight * torch.nan_to_num(subject_loss)
+
+    def evaluate(model):
+        report = evaluate_classifier(model, val, image_size, device, tta=False)
+        style = report.get("style", {}).get("accuracy") or 0.0
+        subject = report.get("subject", {}).get("accuracy") or 0.0
+        return {"val_style": style, "val_subject": subject, "score": style + 0.5 * subject}
+
+    backbone = list(model.backbone.parameters())
+    rest = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
+    result = fit(model, batches, step, epochs=epochs, steps_per_epoch=steps, device=device,
+                 param_groups=[{"params": backbone, "lr": lr * 0.5}, {"params": rest, "lr": lr}],
+                 evaluate=evaluate)
+    # Final, card-worthy evaluation with test-time flips, at the size trained on.
+    report = evaluate_classifier(model, val, image_size, device, tta=True)
+    card = {
+        "name": name,
+        "architecture": "EfficientNet-Lite0 (ImageNet init) + Gram texture branch + neck + style/subject heads",
+        "config": {"heads": {"style": len(STYLES), "subject": len(SUBJECTS)}, "texture": texture,
+                   "embed_dim": model.neck[1].out_features},
+        "labels": {"style": list(STYLES), "subject": list(SUBJECTS)},
+        "input_size": image_size,
+        "normalisation": "RGB scaled to [-1, 1]; letterboxed to a square with black bars",
+        "test_time_augmentation": "mean of softmax over the image and its mirror",
+        "training_data": {"styles": f"WikiArt styles/train ({(train.labels['style'] >= 0).sum().item()} images)",
+                          "subjects": f"subjects/train ({(train.labels['subject'] >= 0).sum().item()} images)"},
+        "training": {"epochs_run": len(result.history), "best_epoch": result.best_epoch,
+                     "batch_size": batch_size, "lr": lr, "augmentation": "random resized crop (area 0.35-1), "
+                     "flip, +/-10 deg rotation, mild colour jitter", "history": result.history},
+        "metrics": {"val": report},
+        "command": command or " ".join(sys.argv),
+    }
+    save_checkpoint(model, out_dir / name, card)
+    return card
+
+
+def train_autoencoder(data_root: Path, out_dir: Path, *, epochs: int = 40, batch_size: int = 64,
+                      lr: float = 2e-3, width: int = 32, limit: int | None = None, device=None,
+                      name: str = "art_autoencoder", seed: int = 0, command: str = "") -> dict:
+    device = pick_device(device)
+    torch.manual_seed(seed)
+    train = load_art_data(data_root, "train", limit)
+    val = load_art_data(data_root, "val", limit)
+    images = train.images.to(device)
+    val_x = data_mod.resize_for_eval(val.images, AE_SIZE)
+    model = ArtAutoencoder(width).to(device).to(memory_format=torch.channels_last)
+    steps = max(1, len(images) // batch_size)
+
+    def batches(epoch):
+        order = torch.randperm(len(images), device=device)
+        for i in range(steps):
+            idx = order[i * batch_size:(i + 1) * batch_size]
+            # Mild crops and flips only: the reconstruction must stay faithful to the full image.
+            yield data_mod.augment(images[idx], AE_SIZE, min_area=0.6, color=0.0)
+
+    def step(model, x):
+        recon = model(x)
+        # L1 sharpens more than L2 at the same PSNR budget; the small MSE term aligns with PSNR.
+        return (recon.float() - x).abs().mean() + (recon.float() - x).pow(2).mean()
+
+    def evaluate(model):
+        return {"val_psnr": round(mean_psnr(model, val_x, device), 3),
+                "score": mean_psnr(model, val_x, device)}
+
+    result = fit(model, batches, step, epochs=epochs, steps_per_epoch=steps, device=device,
+                 param_groups=[{"params": model.parameters(), "lr": lr}], weight_decay=0.0,
+                 warmup_epochs=0.5, evaluate=evaluate)
+    val_psnr = mean_psnr(model, val_x, device)
+    card = {
+        "name": name,
+        "architecture": "convolutional autoencoder, residual blocks, spatial latent",
+        "config": {"width": width},
+        "input_size": AE_SIZE,
+        "latent_shape": list(LATENT_SHAPE),
+        "compression": f"{3 * AE_SIZE * AE_SIZE} values -> {LATENT_SHAPE[0] * LATENT_SHAPE[1] * LATENT_SHAPE[2]} "
+                       f"(1/{3 * AE_SIZE * AE_SIZE // (LATENT_SHAPE[0] * LATENT_SHAPE[1] * LATENT_SHAPE[2])})",
+        "normalisation": "RGB scaled to [-1, 1]; letterboxed to a square with black bars",
+        "training_data": f"WikiArt styles/train + subjects/train ({len(images)} images)",
+        "training": {"epochs_run": len(result.history), "best_epoch": result.best_epoch, "batch_size": batch_size,
+                     "lr": lr, "loss": "L1 + MSE", "history": result.history},
+        "metrics": {"val": {"psnr_db": round(val_psnr, 3), "count": len(val_x)}},
+        "command": command or " ".join(sys.argv),
+    }
+    save_checkpoint(model, out_dir / name, card)
+    return card
+
+
+@torch.inference_mode()
+def mean_psnr(model, x: torch.Tensor, device, batch_size: int = 256) -> float:
+    model.eval()
+    values = []
+    for i in range(0, len(x), batch_size):
+        chunk = x[i:i + batch_size].to(device)
+        values.append(psnr(model(chunk), chunk).cpu())
+    return torch.cat(values).mean().item() if values else 0.0

@@ -1,0 +1,105 @@
+"""Checkpoints are data with a card: `<name>.safetensors` (fp16 tensors) + `<name>.json`.
+
+Loading reads safetensors and JSON only; nothing is ever unpickled. Writes go to a
+temporary file in the same folder and are renamed into place, so a crash or a kill
+never leaves a half-written model behind.
+"""
+
+import datetime
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+log = logging.getLogger(__name__)
+
+LICENCE_NOTE = (
+    "Trained on WikiArt images and labels, which are for non-commercial research use only; "
+    "subject images gathered from WikiArt and museum sites for study; SemArt text is for research use. "
+    "These weights inherit those terms: non-commercial research and education only."
+)
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_WEIGHTS_DIR = PACKAGE_DIR.parent / "weights"
+
+
+class WeightsError(RuntimeError):
+    """A checkpoint is missing, corrupt or does not match its card."""
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_checkpoint(model: torch.nn.Module, path: str | Path, card: dict, dtype=torch.float16) -> Path:
+    """Write weights (floats stored as `dtype`) and the JSON card beside them, each atomically."""
+    path = Path(path).with_suffix(".safetensors")
+    tensors = {}
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu()
+        if tensor.is_floating_point():
+            tensor = tensor.to(dtype)
+        tensors[name] = tensor.contiguous()
+    card = {"date": datetime.date.today().isoformat(), "licence": LICENCE_NOTE, **card,
+            "file": path.name, "storage_dtype": str(dtype).replace("torch.", "")}
+    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    _atomic_write(path.with_suffix(".json"),
+                  lambda tmp: Path(tmp).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n"))
+    log.info("saved %s (%.1f MB)", path, path.stat().st_size / 1e6)
+    return path
+
+
+def read_card(path: str | Path) -> dict:
+    card_path = Path(path).with_suffix(".json")
+    try:
+        return json.loads(card_path.read_text())
+    except FileNotFoundError:
+        raise WeightsError(f"{card_path}: the model card is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise WeightsError(f"{card_path}: the model card is not valid JSON ({e})") from None
+
+
+def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path).with_suffix(".safetensors")
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head[:2] == b"\x80\x02" or head[:2] == b"PK" or head[:1] == b"\x80":
+        raise WeightsError(f"{path}: this looks like a pickle/zip file; only safetensors are ever loaded")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"{path}: not a valid safetensors file ({e})") from None
+
+
+def load_into(model: torch.nn.Module, path: str | Path) -> torch.nn.Module:
+    """Load a checkpoint into an already built model (floats cast to the model's dtype)."""
+    tensors = read_tensors(path)
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as e:
+        raise WeightsError(f"{Path(path).with_suffix('.safetensors')}: does not match its card ({e})") from None
+    return model
+
+
+def resolve(weights: str | Path | None, name: str) -> Path:
+    """`weights` may be a folder holding `<name>.safetensors` or a file; default: the shipped ones."""
+    base = Path(weights) if weights else Path(os.environ.get("ARTLAB_WEIGHTS", DEFAULT_WEIGHTS_DIR))
+    if base.is_dir():
+        return base / f"{name}.safetensors"
+    return base.with_suffix(".safetensors")
