@@ -16,8 +16,9 @@ from PIL import Image
 
 from .data import resize_for_eval
 from .device import pick_device
+from .explain import cam_for, classify_with_cam, overlay
 from .images import letterbox, load_image, normalize, to_uint8_tensor
-from .models.autoencoder import IMAGE_SIZE as AE_SIZE, ArtAutoencoder, psnr
+from .models.autoencoder import IMAGE_SIZE as AE_SIZE, ArtAutoencoder, interpolate, psnr
 from .models.classifier import ArtClassifier
 from .weights import WeightsError, load_into, read_card, resolve
 
@@ -81,6 +82,7 @@ class Analysis:
     embedding: torch.Tensor
     psnr: float | None = None
     reconstruction: Image.Image | None = None
+    heatmap: Image.Image | None = None                # Grad-CAM of the top style over the image
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
@@ -116,13 +118,17 @@ class ArtModels:
         return load_image(source, max_side=max(self.input_size, AE_SIZE) * 2)
 
     @torch.inference_mode()
-    def analyze(self, images: list[Image.Image], reconstruct: bool = True) -> list[Analysis]:
+    def analyze(self, images: list[Image.Image], reconstruct: bool = True, explain: bool = False) -> list[Analysis]:
+        """With `explain`, also a Grad-CAM heat map of the top style, from the same backbone pass."""
         if not images:
             return []
         with self.lock:
             batch = torch.stack([to_uint8_tensor(letterbox(im, self.input_size)) for im in images])
             x = normalize(batch.to(self.device)).contiguous(memory_format=torch.channels_last)
-            probs = _probs(self.classifier, x, self.tta)
+            if explain:
+                probs, cams = self._probs_and_cams(x)
+            else:
+                probs, cams = _probs(self.classifier, x, self.tta), None
             results = []
             for i in range(len(images)):
                 ranked = {}
@@ -130,9 +136,36 @@ class ArtModels:
                     p = probs[head][i].tolist()
                     ranked[head] = sorted(zip(names, p), key=lambda item: -item[1])
                 results.append(Analysis(ranked, probs["embedding"][i].cpu()))
+                if cams is not None:
+                    results[-1].heatmap = overlay(images[i], cams[i])
             if reconstruct and self.autoencoder is not None:
                 self._reconstruct(images, results)
         return results
+
+    def _probs_and_cams(self, x):
+        """`_probs` with the first pass run under autograd, so Grad-CAM reuses it."""
+        logits, neck, fmap = classify_with_cam(self.classifier, x)
+        probs = {k: v.detach().float().softmax(1) for k, v in logits.items()}
+        embedding = F.normalize(neck.detach().float(), dim=1)
+        if self.tta:
+            flipped = self.classifier(x.flip(3))
+            probs = {k: (v + flipped[k].float().softmax(1)) / 2 for k, v in probs.items()}
+            embedding = F.normalize(embedding + flipped["embedding"], dim=1)
+        probs["embedding"] = embedding
+        # Explain the style the user is shown: the top of the (mirror-averaged) probabilities.
+        cams = cam_for(logits["style"], fmap, probs["style"].argmax(1))
+        return probs, cams
+
+    def morph(self, a: Image.Image, b: Image.Image, steps: int) -> list[Image.Image]:
+        """`steps` images decoded along the autoencoder's latent line from a to b (the Create tab)."""
+        if self.autoencoder is None:
+            raise WeightsError("no autoencoder loaded")
+        with self.lock, torch.inference_mode():
+            pair = torch.stack([to_uint8_tensor(letterbox(im, AE_SIZE)) for im in (a, b)])
+            x = normalize(pair.to(self.device))
+            frames = interpolate(self.autoencoder, x[0], x[1], max(2, steps))
+            pixels = ((frames.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        return [Image.fromarray(array) for array in pixels]
 
     def _reconstruct(self, images, results):
         small = torch.stack([to_uint8_tensor(letterbox(im, AE_SIZE)) for im in images])
