@@ -13,6 +13,7 @@ import sys
 COMMAND_MODULES = [
     "artlab.cli_image",
     "artlab.cli_text",
+    "artlab.cli_gallery",
 ]
 
 

@@ -1,0 +1,51 @@
+"""Gallery commands: index a folder of artworks into the gallery store."""
+
+import sys
+from pathlib import Path
+
+
+def register(sub):
+    p = sub.add_parser("index", help="add a folder of images to the gallery (skips ones already there)")
+    p.add_argument("folder", type=Path, metavar="DIR")
+    p.add_argument("--meta", type=Path, metavar="CSV",
+                   help="CSV with a 'file' column (name or path relative to DIR) and optional title, artist, year")
+    p.add_argument("--gallery", type=Path, metavar="PATH",
+                   help="gallery folder (default: $ARTLAB_GALLERY or ~/.local/share/artlab/gallery)")
+    p.add_argument("--weights", help="folder or .safetensors file (default: the shipped weights)")
+    p.add_argument("--batch", type=int, default=32, help="images per model batch and per transaction")
+    p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    p.set_defaults(run=run_index)
+
+
+def run_index(args) -> int:
+    from tqdm import tqdm
+
+    from .gallery import Gallery, index_paths, read_meta
+    from .images import list_images
+    from .inference import ArtModels
+    from .weights import WeightsError
+
+    if not args.folder.is_dir():
+        print(f"error: {args.folder}: not a folder", file=sys.stderr)
+        return 2
+    try:
+        meta = read_meta(args.meta) if args.meta else {}
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        models = ArtModels(args.weights, args.device)
+    except WeightsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    gallery = Gallery(args.gallery)
+    paths = list_images(args.folder)
+    with tqdm(total=len(paths), unit="img", desc="indexing") as bar:
+        report = index_paths(gallery, models, paths, root=args.folder, meta=meta, batch_size=args.batch,
+                             progress=bar.update)
+    for error in report.errors:
+        print(f"skipped: {error}", file=sys.stderr)
+    print(f"{report.added} added, {report.skipped} already in the gallery, {len(report.errors)} unreadable; "
+          f"the gallery at {gallery.folder} holds {gallery.count()} works")
+    gallery.close()
+    return 0

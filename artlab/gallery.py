@@ -1,0 +1,403 @@
+"""The gallery store: an embedded SQLite database (WAL) of artworks and what ArtLab sees in them.
+
+A gallery is a folder holding `gallery.sqlite` and `thumbs/` (small JPEG copies the
+app may serve; the originals stay where they are and are never served). Uploaded
+works added from the app keep a full copy under `works/`, since upload files are
+temporary. Every batch of additions is one transaction, so a kill leaves either
+the whole batch or none of it; thumbnails are written (atomically) before the
+commit, so a committed row always has its thumbnail.
+"""
+
+import csv
+import datetime
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .images import ImageError, MAX_BYTES, list_images
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "gallery.sqlite"
+THUMB_DIR = "thumbs"
+WORKS_DIR = "works"
+THUMB_SIDE = 320
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS works (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL,                 -- the original file
+    sha256 TEXT NOT NULL UNIQUE,        -- content hash: the same picture is stored once
+    title TEXT, artist TEXT, year TEXT, -- when known (index --meta, or typed in the app)
+    style TEXT NOT NULL,                -- top predicted labels, for filtering
+    subject TEXT NOT NULL,
+    labels TEXT NOT NULL,               -- JSON: head -> [[label, probability], ...], best first
+    psnr REAL,
+    embedding BLOB NOT NULL,            -- float32, L2-normalised
+    added TEXT NOT NULL                 -- ISO date and time, UTC
+);
+CREATE INDEX IF NOT EXISTS works_style ON works(style);
+CREATE INDEX IF NOT EXISTS works_subject ON works(subject);
+"""
+
+
+def default_gallery_dir() -> Path:
+    """ARTLAB_GALLERY, else the user's data directory (XDG), never inside the repository."""
+    if os.environ.get("ARTLAB_GALLERY"):
+        return Path(os.environ["ARTLAB_GALLERY"]).expanduser()
+    data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return data_home / "artlab" / "gallery"
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class Work:
+    id: int
+    path: str
+    sha256: str
+    title: str | None
+    artist: str | None
+    year: str | None
+    style: str
+    subject: str
+    labels: dict
+    psnr: float | None
+    added: str
+    thumb: str
+
+    @property
+    def name(self) -> str:
+        """What to call the work: its title, else its file name."""
+        return self.title or Path(self.path).stem.replace("_", " ")
+
+    def caption(self) -> str:
+        parts = [self.name]
+        if self.artist:
+            parts.append(self.artist)
+        if self.year:
+            parts.append(str(self.year))
+        return " · ".join(parts)
+
+
+@dataclass
+class NewWork:
+    """A work ready to store: its analysis done, its image loaded."""
+
+    path: str
+    sha256: str
+    image: Image.Image
+    labels: dict
+    embedding: np.ndarray
+    psnr: float | None = None
+    title: str | None = None
+    artist: str | None = None
+    year: str | None = None
+
+
+@dataclass
+class IndexReport:
+    added: int = 0
+    skipped: int = 0          # already in the gallery (same content hash)
+    errors: list[str] = None  # "path: reason" for unreadable files
+
+    def __post_init__(self):
+        self.errors = self.errors or []
+
+
+class Gallery:
+    """One gallery folder. Thread-safe (one connection, one lock); other processes may write too (WAL)."""
+
+    def __init__(self, folder: str | Path | None = None):
+        self.folder = Path(folder).expanduser() if folder else default_gallery_dir()
+        self.thumbs = self.folder / THUMB_DIR
+        self.works_dir = self.folder / WORKS_DIR
+        self.thumbs.mkdir(parents=True, exist_ok=True)
+        self.works_dir.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.folder / DB_NAME
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(self.db_path, check_same_thread=False, timeout=30)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes
+        with self._conn:
+            self._conn.executescript(SCHEMA)
+            self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._matrix_cache = None  # (data_version, ids, matrix) for similarity search
+
+    def close(self):
+        with self._lock:
+            self._conn.close()
+
+    # ------------------------------------------------------------------ writing
+
+    def known(self, sha256: str) -> bool:
+        with self._lock:
+            return self._conn.execute("SELECT 1 FROM works WHERE sha256=?", (sha256,)).fetchone() is not None
+
+    def id_for(self, sha256: str) -> int | None:
+        with self._lock:
+            row = self._conn.execute("SELECT id FROM works WHERE sha256=?", (sha256,)).fetchone()
+        return row[0] if row else None
+
+    def add_batch(self, works: list[NewWork]) -> list[int]:
+        """Store works in one transaction; works whose hash is already stored are skipped.
+
+        Returns the ids of the rows added (in order, skipped ones left out).
+        """
+        for work in works:
+            self._write_thumb(work.sha256, work.image)
+        added = []
+        now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        with self._lock, self._conn:
+            for work in works:
+                cursor = self._conn.execute(
+                    "INSERT OR IGNORE INTO works (path, sha256, title, artist, year, style, subject, labels, psnr,"
+                    " embedding, added) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (str(work.path), work.sha256, work.title, work.artist, work.year,
+                     work.labels["style"][0][0], work.labels["subject"][0][0],
+                     json.dumps(work.labels), work.psnr,
+                     np.asarray(work.embedding, dtype=np.float32).tobytes(), now))
+                if cursor.rowcount:
+                    added.append(cursor.lastrowid)
+        self._matrix_cache = None
+        return added
+
+    def _write_thumb(self, sha256: str, image: Image.Image):
+        path = self.thumb_path(sha256)
+        if path.exists():
+            return
+        thumb = image.convert("RGB")
+        thumb.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BICUBIC)
+        fd, tmp = tempfile.mkstemp(dir=self.thumbs, prefix=".", suffix=".tmp")
+        os.close(fd)
+        try:
+            thumb.save(tmp, "JPEG", quality=88)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def keep_copy(self, data: bytes, sha256: str, suffix: str = ".jpg") -> Path:
+        """Store an upload's bytes under works/ (uploads are temporary files)."""
+        path = self.works_dir / f"{sha256}{suffix}"
+        if not path.exists():
+            fd, tmp = tempfile.mkstemp(dir=self.works_dir, prefix=".", suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        return path
+
+    def delete(self, work_id: int) -> bool:
+        with self._lock, self._conn:
+            removed = self._conn.execute("DELETE FROM works WHERE id=?", (work_id,)).rowcount
+        self._matrix_cache = None
+        return bool(removed)
+
+    # ------------------------------------------------------------------ reading
+
+    def thumb_path(self, sha256: str) -> Path:
+        return self.thumbs / f"{sha256}.jpg"
+
+    def _work(self, row) -> Work:
+        return Work(id=row["id"], path=row["path"], sha256=row["sha256"], title=row["title"],
+                    artist=row["artist"], year=row["year"], style=row["style"], subject=row["subject"],
+                    labels=json.loads(row["labels"]), psnr=row["psnr"], added=row["added"],
+                    thumb=str(self.thumb_path(row["sha256"])))
+
+    def count(self) -> int:
+        with self._lock:
+            return self._conn.execute("SELECT COUNT(*) FROM works").fetchone()[0]
+
+    def get(self, work_id: int) -> Work | None:
+        with self._lock:
+            row = self._conn.execute("SELECT * FROM works WHERE id=?", (int(work_id),)).fetchone()
+        return self._work(row) if row else None
+
+    def browse(self, style: str | None = None, subject: str | None = None, query: str | None = None,
+               limit: int = 60, offset: int = 0) -> list[Work]:
+        """Works, newest first, filtered by top style/subject and a title (or artist, file name) search."""
+        where, params = [], []
+        if style:
+            where.append("style=?")
+            params.append(style)
+        if subject:
+            where.append("subject=?")
+            params.append(subject)
+        if query and query.strip():
+            like = "%" + query.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where.append("(title LIKE ? ESCAPE '\\' OR artist LIKE ? ESCAPE '\\' OR path LIKE ? ESCAPE '\\')")
+            params += [like, like, like]
+        sql = "SELECT * FROM works" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY id DESC LIMIT ? OFFSET ?"
+        with self._lock:
+            rows = self._conn.execute(sql, (*params, int(limit), int(offset))).fetchall()
+        return [self._work(r) for r in rows]
+
+    def search(self, title: str, limit: int = 60) -> list[Work]:
+        return self.browse(query=title, limit=limit)
+
+    def random(self, n: int = 2) -> list[Work]:
+        with self._lock:
+            rows = self._conn.execute("SELECT * FROM works ORDER BY RANDOM() LIMIT ?", (n,)).fetchall()
+        return [self._work(r) for r in rows]
+
+    def all_rows(self) -> list[dict]:
+        """Every row as plain values (embedding as bytes): for tests and export."""
+        with self._lock:
+            return [dict(r) for r in self._conn.execute("SELECT * FROM works ORDER BY id").fetchall()]
+
+    def _matrix(self):
+        with self._lock:
+            version = self._conn.execute("PRAGMA data_version").fetchone()[0], self.count()
+            if self._matrix_cache is None or self._matrix_cache[0] != version:
+                rows = self._conn.execute("SELECT id, embedding FROM works ORDER BY id").fetchall()
+                ids = np.array([r["id"] for r in rows], dtype=np.int64)
+                matrix = (np.stack([np.frombuffer(r["embedding"], dtype=np.float32) for r in rows])
+                          if rows else np.zeros((0, 1), np.float32))
+                self._matrix_cache = (version, ids, matrix)
+            return self._matrix_cache[1], self._matrix_cache[2]
+
+    def similar(self, embedding, k: int = 6, exclude_id: int | None = None,
+                exclude_sha: str | None = None) -> list[tuple[Work, float]]:
+        """The k works nearest by cosine similarity of the embeddings, best first."""
+        ids, matrix = self._matrix()
+        if not len(ids):
+            return []
+        query = np.asarray(embedding, dtype=np.float32).ravel()
+        if query.shape[0] != matrix.shape[1]:
+            log.warning("embedding size %d differs from the gallery's %d", query.shape[0], matrix.shape[1])
+            return []
+        norms = np.linalg.norm(matrix, axis=1) * max(np.linalg.norm(query), 1e-8)
+        scores = matrix @ query / np.maximum(norms, 1e-8)
+        order = np.argsort(-scores)
+        out = []
+        for i in order:
+            if len(out) == k:
+                break
+            work = self.get(int(ids[i]))
+            if work is None or work.id == exclude_id or (exclude_sha and work.sha256 == exclude_sha):
+                continue
+            out.append((work, float(scores[i])))
+        return out
+
+    def integrity_ok(self) -> bool:
+        with self._lock:
+            return self._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+# ---------------------------------------------------------------------- indexing
+
+def read_meta(csv_path: str | Path) -> dict[str, dict]:
+    """Metadata CSV -> {file name or relative path: {"title", "artist", "year"}}.
+
+    The CSV needs a `file` (or `path`/`filename`) column; title, artist and year are optional.
+    """
+    meta = {}
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        fields = {name.lower().strip(): name for name in reader.fieldnames or []}
+        key = next((fields[k] for k in ("file", "path", "filename") if k in fields), None)
+        if key is None:
+            raise ValueError(f"{csv_path}: needs a 'file' column naming each image")
+        for row in reader:
+            values = {k: (row.get(fields[k]) or "").strip() or None for k in ("title", "artist", "year") if k in fields}
+            meta[row[key].strip()] = values
+    return meta
+
+
+def _meta_for(path: Path, root: Path, meta: dict) -> dict:
+    try:
+        relative = str(path.relative_to(root))
+    except ValueError:
+        relative = path.name
+    return meta.get(relative) or meta.get(path.name) or {}
+
+
+def analysis_to_work(path, sha256: str, image: Image.Image, analysis, info: dict | None = None) -> NewWork:
+    info = info or {}
+    return NewWork(path=str(path), sha256=sha256, image=image, labels=analysis.labels,
+                   embedding=analysis.embedding.numpy().astype(np.float32), psnr=analysis.psnr,
+                   title=info.get("title"), artist=info.get("artist"), year=info.get("year"))
+
+
+def index_paths(gallery: Gallery, models, paths: list[Path], root: Path | None = None, meta: dict | None = None,
+                batch_size: int = 32, progress=None, reconstruct: bool = True) -> IndexReport:
+    """Add image files to the gallery in batches (one transaction each), skipping known hashes.
+
+    `progress(n)` is called after each file with the number of files handled.
+    Unreadable files are reported in the result, never fatal.
+    """
+    report, batch = IndexReport(), []
+    root = Path(root) if root else None
+    meta = meta or {}
+
+    def flush():
+        if not batch:
+            return
+        analyses = models.analyze([b[2] for b in batch], reconstruct=reconstruct)
+        works = [analysis_to_work(path, sha, image, a, _meta_for(path, root, meta) if root else {})
+                 for (path, sha, image), a in zip(batch, analyses)]
+        added = gallery.add_batch(works)
+        report.added += len(added)
+        report.skipped += len(works) - len(added)   # same picture twice within one batch
+        batch.clear()
+
+    seen = set()
+    for path in paths:
+        path = Path(path)
+        try:
+            if path.is_file() and path.stat().st_size > MAX_BYTES:
+                raise ImageError(f"{path}: file is over the {MAX_BYTES // 2**20} MB limit")
+            sha = content_hash(path.read_bytes()) if path.is_file() else None
+            if sha and (sha in seen or gallery.known(sha)):
+                report.skipped += 1
+            else:
+                image = models.prepare(path)   # the one safe loader: raises ImageError with the reason
+                batch.append((path.resolve(), sha, image))
+                seen.add(sha)
+        except ImageError as e:
+            report.errors.append(str(e))
+        except OSError as e:
+            report.errors.append(f"{path}: cannot read ({e.strerror or e})")
+        if len(batch) >= batch_size:
+            flush()
+        if progress:
+            progress(1)
+    flush()
+    return report
+
+
+def index_folder(gallery: Gallery, models, folder: str | Path, meta_csv: str | Path | None = None,
+                 batch_size: int = 32, progress=None) -> IndexReport:
+    folder = Path(folder)
+    meta = read_meta(meta_csv) if meta_csv else {}
+    return index_paths(gallery, models, list_images(folder), root=folder, meta=meta,
+                       batch_size=batch_size, progress=progress)
+
+
+def add_upload(gallery: Gallery, models, data: bytes, title: str | None = None, artist: str | None = None,
+               year: str | None = None, suffix: str = ".jpg") -> tuple[int, bool]:
+    """Add one uploaded picture (its bytes). Returns (the work's id, whether it was new)."""
+    sha = content_hash(data)
+    existing = gallery.id_for(sha)
+    if existing is not None:
+        return existing, False
+    image = models.prepare(data)
+    analysis = models.analyze([image])[0]
+    path = gallery.keep_copy(data, sha, suffix)
+    gallery.add_batch([analysis_to_work(path, sha, image, analysis,
+                                        {"title": title, "artist": artist, "year": year})])
+    return gallery.id_for(sha), True
