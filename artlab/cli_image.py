@@ -28,6 +28,7 @@ def register(sub):
     t.add_argument("--no-texture", action="store_true", help="without the Gram texture branch")
     t.add_argument("--ae-width", type=int, default=32)
     t.add_argument("--limit", type=int, help="at most this many images per class (quick runs)")
+    t.add_argument("--time-budget", type=float, help="stop each model after this many seconds (keeps the best)")
     t.add_argument("--device")
     t.set_defaults(run=run_train)
 
@@ -92,11 +93,13 @@ def run_train(args) -> int:
     if args.model in ("classifier", "all"):
         card = train_classifier(args.data, args.out, epochs=args.epochs, batch_size=args.batch, lr=args.lr,
                                 image_size=args.size, texture=not args.no_texture, limit=args.limit,
+                                time_budget_s=args.time_budget,
                                 device=args.device, command=command)
         print(json.dumps({h: r["accuracy"] for h, r in card["metrics"]["val"].items()}))
     if args.model in ("autoencoder", "all"):
         card = train_autoencoder(args.data, args.out, epochs=args.ae_epochs, width=args.ae_width,
-                                 limit=args.limit, device=args.device, command=command)
+                                 limit=args.limit, time_budget_s=args.time_budget, device=args.device,
+                                 command=command)
         print(json.dumps(card["metrics"]["val"]))
     return 0
 

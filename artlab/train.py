@@ -29,13 +29,23 @@ class FitResult:
     best_epoch: int = -1
     stopped: bool = False       # True when a stop signal or Ctrl-C ended training early
     early_stopped: bool = False
+    out_of_time: bool = False   # True when time_budget_s ended training
 
 
-def warmup_cosine(optimizer, total_steps: int, warmup_steps: int):
+def warmup_cosine(optimizer, total_steps: int, warmup_steps: int, deadline: float | None = None):
+    """Linear warm-up, then cosine decay to zero at the last step or at `deadline`, whichever is first.
+
+    The deadline (a time.time() value) lets a run with a fixed time budget still finish
+    its schedule, instead of being cut off at a high learning rate.
+    """
+    started = time.time()
+
     def factor(step):
         if step < warmup_steps:
             return (step + 1) / warmup_steps
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        if deadline:
+            progress = max(progress, (time.time() - started) / max(1e-9, deadline - started))
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
@@ -57,16 +67,22 @@ def fit(
     on_epoch: Callable[[dict], None] | None = None,
     on_step: Callable[[int, int, float], None] | None = None,
     grad_clip: float | None = 2.0,
+    time_budget_s: float | None = None,
     show_progress: bool = True,
 ) -> FitResult:
     """Train `model` in place; on return it holds the weights of its best epoch.
 
     batches(epoch) yields batches; step(model, batch) returns the loss; evaluate(model)
     returns metrics with a "score" (higher is better) used to pick the best epoch.
+    With `time_budget_s`, training stops (and the schedule ends) once that much time has passed.
     """
+    deadline = time.time() + time_budget_s if time_budget_s else None
+    if deadline:
+        user_stop = should_stop
+        should_stop = lambda: user_stop() or time.time() > deadline  # noqa: E731
     optimizer = torch.optim.AdamW(param_groups, weight_decay=weight_decay)
     total = epochs * steps_per_epoch
-    scheduler = warmup_cosine(optimizer, total, max(1, int(warmup_epochs * steps_per_epoch)))
+    scheduler = warmup_cosine(optimizer, total, max(1, int(warmup_epochs * steps_per_epoch)), deadline)
     amp = autocast_dtype(device)
     scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 and device.type == "cuda" else None
     result, best_state = FitResult(), None
@@ -79,7 +95,8 @@ def fit(
         try:
             for batch in bar:
                 if should_stop():
-                    result.stopped = True
+                    result.stopped = not (deadline and time.time() > deadline)
+                    result.out_of_time = not result.stopped
                     break
                 with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                     loss = step(model, batch)
@@ -116,7 +133,7 @@ def fit(
         log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()})
         if on_epoch:
             on_epoch(record)
-        if result.stopped:
+        if result.stopped or result.out_of_time:
             break
         if patience and epoch + 1 - result.best_epoch >= patience:
             log.info("early stopping: no better score for %d epochs", patience)

@@ -1,0 +1,147 @@
+"""Text commands: predict-text, train-text, evaluate-text."""
+
+import json
+import queue
+import sys
+import threading
+from pathlib import Path
+
+STDIN_BATCH = 256
+
+
+def register(sub):
+    p = sub.add_parser("predict-text", help="subject, style and autoencoder reconstruction of titles or descriptions")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to read (default: one per line from stdin)")
+    p.add_argument("--weights", help="folder holding text_classifier.* and text_autoencoder.* (default: shipped)")
+    p.add_argument("--json", action="store_true", help="exactly one JSON object per input, one per line")
+    p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    p.add_argument("--no-reconstruct", action="store_true", help="skip the autoencoder")
+    p.set_defaults(run=run_predict)
+
+    t = sub.add_parser("train-text", help="train the text classifier and/or the text autoencoder")
+    t.add_argument("--data", required=True, type=Path, help="folder holding text/ (or text/ itself)")
+    t.add_argument("--out", type=Path, default=Path("weights"))
+    t.add_argument("--model", choices=["classifier", "autoencoder", "all"], default="all")
+    t.add_argument("--epochs", type=int, default=8, help="classifier epochs")
+    t.add_argument("--ae-epochs", type=int, default=12, help="autoencoder epochs")
+    t.add_argument("--batch", type=int, default=128)
+    t.add_argument("--limit", type=int, help="at most this many texts per split (quick runs)")
+    t.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    t.add_argument("--device")
+    t.set_defaults(run=run_train)
+
+    e = sub.add_parser("evaluate-text", help="val accuracy per task and class, AE token accuracy, BoW baseline")
+    e.add_argument("--data", required=True, type=Path, help="folder holding text/ (or text/ itself)")
+    e.add_argument("--weights")
+    e.add_argument("--json", type=Path, help="also write the report as JSON to this file")
+    e.add_argument("--no-baseline", action="store_true", help="skip the bag-of-words baseline")
+    e.add_argument("--threads", type=int)
+    e.add_argument("--device")
+    e.set_defaults(run=run_evaluate)
+
+
+def _stdin_batches(stream, size: int):
+    """Lists of lines from stdin: as many as are ready, at most `size`, without waiting for more.
+
+    A reader thread fills a queue, so a pipe of thousands of lines goes through in full
+    batches while someone typing one line at a time gets each answer at once."""
+    lines: queue.Queue = queue.Queue(maxsize=size * 4)
+    done = object()
+
+    def read():
+        for raw in stream:
+            lines.put(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+        lines.put(done)
+
+    threading.Thread(target=read, daemon=True).start()
+    while True:
+        first = lines.get()
+        if first is done:
+            return
+        batch = [first]
+        while len(batch) < size:
+            try:
+                item = lines.get_nowait()
+            except queue.Empty:
+                break
+            if item is done:
+                yield batch
+                return
+            batch.append(item)
+        yield batch
+
+
+def _readable(record: dict) -> str:
+    lines = [record["text"]]
+    if "error" in record:
+        return lines[0] + f"\n  error: {record['error']}"
+    for head in ("subject", "style"):
+        if head in record:
+            lines.append(f"  {head:<8} " + ", ".join(f"{n} {p:.0%}" for n, p in record[head][:3]))
+    if "reconstruction" in record:
+        lines.append(f"  {'rebuilt':<8} {record['reconstruction']}")
+    if "note" in record:
+        lines.append(f"  {'note':<8} {record['note']}")
+    return "\n".join(lines)
+
+
+def run_predict(args) -> int:
+    from .text_inference import TextModels
+    from .weights import WeightsError
+
+    try:
+        models = TextModels(args.weights, args.device, autoencoder=not args.no_reconstruct)
+    except WeightsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.texts:
+        batches = (args.texts[i:i + STDIN_BATCH] for i in range(0, len(args.texts), STDIN_BATCH))
+    else:
+        batches = _stdin_batches(sys.stdin.buffer, STDIN_BATCH)
+    failed = 0
+    for batch in batches:
+        out = []
+        for record in models.analyze(batch):
+            failed += "error" in record
+            out.append(json.dumps(record, ensure_ascii=False) if args.json else _readable(record))
+        sys.stdout.write("\n".join(out) + "\n")
+        sys.stdout.flush()
+    return 1 if failed else 0
+
+
+def _set_threads(threads):
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
+
+
+def run_train(args) -> int:
+    from .train_text import train_autoencoder, train_classifier
+
+    _set_threads(args.threads)
+    command = "python -m artlab " + " ".join(sys.argv[1:])
+    if args.model in ("classifier", "all"):
+        card = train_classifier(args.data, args.out, epochs=args.epochs, batch_size=args.batch,
+                                limit=args.limit, device=args.device, command=command)
+        print(json.dumps({k: r["accuracy"] for k, r in card["metrics"]["val"].items()}))
+    if args.model in ("autoencoder", "all"):
+        card = train_autoencoder(args.data, args.out, epochs=args.ae_epochs, batch_size=args.batch,
+                                 limit=args.limit, device=args.device, command=command)
+        print(json.dumps(card["metrics"]["val"]))
+    return 0
+
+
+def run_evaluate(args) -> int:
+    from .train_text import evaluate_text, print_text_report
+    from .weights import WeightsError
+
+    _set_threads(args.threads)
+    try:
+        report = evaluate_text(args.data, args.weights, baseline=not args.no_baseline, device=args.device)
+    except (WeightsError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print_text_report(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0

@@ -1,0 +1,91 @@
+"""ONNX export of a classifier folder (shipped or fine-tuned).
+
+    python -m artlab export --weights OUT_DIR --onnx model.onnx
+
+The ONNX graph takes a batch of letterboxed RGB images scaled to [-1, 1]
+(N x 3 x S x S, S = the card's input_size) and returns one softmax output per head
+(named after the head) and the L2-normalised "embedding"; the head order and labels
+are written into the model's metadata ("labels", JSON) so the file stands alone.
+Uses torch's TorchScript-based exporter, which needs neither onnx nor onnxscript;
+onnxruntime is needed only to check parity.
+"""
+
+import json
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .inference import load_classifier
+
+log = logging.getLogger(__name__)
+OPSET = 17
+
+
+class _Probabilities(nn.Module):
+    """ArtClassifier -> (softmax per head..., embedding), a fixed tuple for ONNX."""
+
+    def __init__(self, model, heads: list[str]):
+        super().__init__()
+        self.model, self.heads = model, heads
+
+    def forward(self, x):
+        out = self.model(x)
+        return tuple(out[h].float().softmax(1) for h in self.heads) + (out["embedding"],)
+
+
+def export_onnx(weights: str | Path, onnx_path: str | Path) -> dict:
+    """Write `onnx_path` (atomically) and return what it holds: heads, labels, input size."""
+    model, card = load_classifier(weights, "cpu")
+    heads = list(card["labels"])
+    size = int(card["input_size"])
+    wrapper = _Probabilities(model, heads).eval()
+    onnx_path = Path(onnx_path)
+    onnx_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=onnx_path.parent, prefix=f".{onnx_path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes
+            torch.onnx.export(wrapper, (torch.zeros(1, 3, size, size),), tmp, dynamo=False,
+                              input_names=["image"], output_names=heads + ["embedding"],
+                              dynamic_axes={"image": {0: "batch"}, **{n: {0: "batch"} for n in heads + ["embedding"]}},
+                              opset_version=OPSET, do_constant_folding=True)
+        _add_metadata(tmp, {"labels": json.dumps(card["labels"], ensure_ascii=False), "input_size": str(size),
+                            "normalisation": card.get("normalisation", "RGB scaled to [-1, 1]")})
+        os.replace(tmp, onnx_path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    log.info("wrote %s (%.1f MB)", onnx_path, onnx_path.stat().st_size / 1e6)
+    return {"onnx": str(onnx_path), "heads": heads, "labels": card["labels"], "input_size": size}
+
+
+def _add_metadata(path: str, metadata: dict) -> None:
+    try:
+        import onnx
+    except ImportError:
+        log.info("onnx is not installed: the labels are not embedded in the file (they are in the card)")
+        return
+    proto = onnx.load(path)
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, path)
+
+
+def onnx_parity(weights: str | Path, onnx_path: str | Path, images: torch.Tensor) -> float:
+    """Largest absolute difference between PyTorch and onnxruntime outputs on `images` ([-1, 1] floats)."""
+    import onnxruntime
+
+    model, card = load_classifier(weights, "cpu")
+    wrapper = _Probabilities(model, list(card["labels"])).eval()
+    with torch.no_grad():
+        expected = wrapper(images)
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"image": images.numpy()})
+    return max(float((torch.from_numpy(g) - e).abs().max()) for g, e in zip(got, expected))

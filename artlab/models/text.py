@@ -1,0 +1,119 @@
+"""Recurrent text models: a title/description classifier and a denoising text autoencoder.
+
+Both read token ids from artlab.tokenizer, padded with 0, plus the true lengths;
+sequences are packed so padding never reaches the backward direction of a GRU.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from ..tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+
+def run_rnn(rnn: nn.GRU, x: torch.Tensor, lengths: torch.Tensor):
+    """A batch-first GRU over padded input: (outputs B x T x H, final hidden L*D x B x H)."""
+    packed = pack_padded_sequence(x, lengths.cpu().clamp(min=1), batch_first=True, enforce_sorted=False)
+    outputs, hidden = rnn(packed)
+    outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=x.shape[1])
+    return outputs, hidden
+
+
+def length_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
+    return torch.arange(size, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class TextClassifier(nn.Module):
+    """Embedding -> bidirectional GRU -> attention pooling + max pooling -> one linear head per label set.
+
+    Attention finds the telling word ("portrait", "madonna"); max pooling keeps every
+    strong feature of a long description, where one attention peak is not enough.
+    """
+
+    def __init__(self, vocab_size: int, heads: dict[str, int], embed_dim: int = 128, hidden: int = 256,
+                 dropout: float = 0.3):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
+        self.rnn = nn.GRU(embed_dim, hidden, batch_first=True, bidirectional=True)
+        self.attention = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+        self.dropout = nn.Dropout(dropout)
+        self.embed_dropout = nn.Dropout(dropout / 2)
+        self.heads = nn.ModuleDict({name: nn.Linear(4 * hidden, n) for name, n in heads.items()})
+
+    def features(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        outputs, _ = run_rnn(self.rnn, self.embed_dropout(self.embed(ids)), lengths)
+        mask = length_mask(lengths.to(ids.device), ids.shape[1])
+        scores = self.attention(outputs).squeeze(-1).masked_fill(~mask, float("-inf"))
+        attended = (scores.softmax(1).unsqueeze(-1) * outputs).sum(1)
+        maxed = outputs.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)
+        return torch.cat([attended, maxed], 1)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+        pooled = self.dropout(self.features(ids, lengths))
+        return {name: head(pooled) for name, head in self.heads.items()}
+
+
+class TextAutoencoder(nn.Module):
+    """Sequence-to-sequence autoencoder with a fixed-size code between encoder and decoder.
+
+    The encoder's final states (both directions) and a mean over time are squeezed into
+    `code_dim` values; the decoder GRU starts from the code and also sees it at every
+    step, so a long title does not wash it out. Output embedding tied to the input one.
+    """
+
+    def __init__(self, vocab_size: int, embed_dim: int = 128, hidden: int = 256, code_dim: int = 256,
+                 decoder_hidden: int = 384, dropout: float = 0.1):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
+        self.encoder = nn.GRU(embed_dim, hidden, batch_first=True, bidirectional=True)
+        self.to_code = nn.Linear(4 * hidden, code_dim)
+        self.from_code = nn.Linear(code_dim, decoder_hidden)
+        self.decoder = nn.GRU(embed_dim + code_dim, decoder_hidden, batch_first=True)
+        self.to_embedding = nn.Linear(decoder_hidden, embed_dim)
+        self.out_bias = nn.Parameter(torch.zeros(vocab_size))
+        self.dropout = nn.Dropout(dropout)
+
+    def encode(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Token ids -> one code vector per text (B x code_dim, in [-1, 1])."""
+        outputs, hidden = run_rnn(self.encoder, self.dropout(self.embed(ids)), lengths)
+        mask = length_mask(lengths.to(ids.device), ids.shape[1]).unsqueeze(-1)
+        mean = (outputs * mask).sum(1) / mask.sum(1).clamp(min=1)
+        last = torch.cat([hidden[0], hidden[1]], 1)
+        return torch.tanh(self.to_code(torch.cat([last, mean], 1)))
+
+    def _logits(self, states: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.to_embedding(states), self.embed.weight, self.out_bias)
+
+    def _step_inputs(self, tokens: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        embedded = self.dropout(self.embed(tokens))
+        return torch.cat([embedded, code.unsqueeze(1).expand(-1, tokens.shape[1], -1)], 2)
+
+    def forward(self, ids, lengths, decoder_inputs) -> torch.Tensor:
+        """Teacher-forced logits (B x T x vocab) for decoder_inputs = <s> + target."""
+        code = self.encode(ids, lengths)
+        hidden = torch.tanh(self.from_code(code)).unsqueeze(0)
+        states, _ = self.decoder(self._step_inputs(decoder_inputs, code), hidden)
+        return self._logits(states)
+
+    @torch.no_grad()
+    def generate(self, code: torch.Tensor, max_len: int | torch.Tensor = 40) -> list[list[int]]:
+        """Greedy decoding from codes; each sequence stops at </s> or its own max_len."""
+        batch = code.shape[0]
+        limits = torch.as_tensor(max_len, device=code.device).expand(batch) if not torch.is_tensor(max_len) \
+            else max_len.to(code.device)
+        hidden = torch.tanh(self.from_code(code)).unsqueeze(0)
+        token = torch.full((batch, 1), BOS_ID, dtype=torch.long, device=code.device)
+        done = torch.zeros(batch, dtype=torch.bool, device=code.device)
+        steps = []
+        for t in range(int(limits.max())):
+            states, hidden = self.decoder(self._step_inputs(token, code), hidden)
+            token = self._logits(states).argmax(-1)
+            done = done | (t >= limits)
+            token = token.masked_fill(done.unsqueeze(1), EOS_ID)
+            steps.append(token)
+            done = done | (token.squeeze(1) == EOS_ID)
+            if bool(done.all()):
+                break
+        out = torch.cat(steps, 1).tolist() if steps else [[] for _ in range(batch)]
+        return [seq[:seq.index(EOS_ID)] if EOS_ID in seq else seq for seq in out]
