@@ -12,6 +12,7 @@ import sys
 # One module per family of commands; each defines register(subparsers).
 COMMAND_MODULES = [
     "artlab.cli_image",
+    "artlab.cli_finetune",
     "artlab.cli_text",
     "artlab.cli_gallery",
 ]

@@ -1,0 +1,201 @@
+"""Safe intake of what visitors upload for fine-tuning: class images, zips of class folders, models.
+
+A zip is checked entry by entry *before* anything is written: absolute paths,
+`..` components (zip-slip), symlinks, encrypted entries and over-deep nesting refuse
+the whole zip; the entry count and the total uncompressed size are capped (zip bombs),
+and the bytes actually written are counted too, in case the header lies. Files that
+are not images are skipped and listed. Every image still goes through the one loader
+(artlab.images.load_image) when training reads it.
+
+An uploaded model is only ever safetensors + a JSON card; pickles (.pt, .pth, .pkl,
+.ckpt, .bin) and anything whose bytes look like a pickle are refused.
+"""
+
+import json
+import shutil
+import stat
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from .finetune import IGNORED_FOLDERS, MAX_CLASSES, MAX_IMAGES, MAX_NAME_CHARS
+from .images import IMAGE_SUFFIXES, ImageError, load_image
+from .inference import CLASSIFIER_NAME, load_classifier
+from .weights import WeightsError, read_tensors
+
+MAX_ZIP_FILES = MAX_IMAGES + 1000           # entries, including skipped ones
+MAX_ZIP_BYTES = 2 * 1024 ** 3               # total uncompressed size
+MAX_ZIP_DEPTH = 6                           # folder levels inside the zip
+PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib", ".npy", ".npz"}
+CHUNK = 1 << 20
+
+
+class UploadError(ValueError):
+    """An upload refused as a whole; str() is a one-line message for people."""
+
+
+@dataclass
+class ImportResult:
+    classes: dict[str, list[Path]] = field(default_factory=dict)   # class name -> saved image files
+    skipped: list[str] = field(default_factory=list)               # "name: reason"
+
+    def counts(self) -> dict[str, int]:
+        return {name: len(files) for name, files in self.classes.items()}
+
+
+def class_name(name: str) -> str:
+    """A class name usable as a folder name (no separators, no leading dot); UploadError if empty."""
+    cleaned = "".join("_" if c in '/\\:*?"<>|\0' else c for c in str(name).strip()).strip(". ")
+    if not cleaned:
+        raise UploadError(f"{name!r}: a class needs a name")
+    return cleaned[:MAX_NAME_CHARS]
+
+
+def _check_entry(info: zipfile.ZipInfo) -> PurePosixPath:
+    name = info.filename.replace("\\", "/")
+    path = PurePosixPath(name)
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise UploadError(f"zip refused: {info.filename!r} has an absolute path")
+    if ".." in path.parts:
+        raise UploadError(f"zip refused: {info.filename!r} points outside the zip (zip-slip)")
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise UploadError(f"zip refused: {info.filename!r} is a symbolic link")
+    if info.flag_bits & 0x1:
+        raise UploadError(f"zip refused: {info.filename!r} is encrypted")
+    if len(path.parts) > MAX_ZIP_DEPTH + 1:
+        raise UploadError(f"zip refused: {info.filename!r} is nested more than {MAX_ZIP_DEPTH} folders deep")
+    return path
+
+
+def _open_zip(zip_path: str | Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise UploadError(f"{Path(zip_path).name}: not a readable zip file ({e})") from None
+
+
+def _common_root(paths: list[PurePosixPath]) -> int:
+    """How many leading folders all entries share (a zip of one folder holding the class folders)."""
+    depth = 0
+    while paths and all(len(p.parts) > depth + 2 for p in paths) and len({p.parts[depth] for p in paths}) == 1:
+        depth += 1
+    return depth
+
+
+def import_zip(zip_path: str | Path, dest: str | Path, max_bytes: int = MAX_ZIP_BYTES,
+               max_files: int = MAX_ZIP_FILES) -> ImportResult:
+    """Extract the images of a zip of class folders into dest/<class>/; UploadError refuses it whole."""
+    dest = Path(dest)
+    with _open_zip(zip_path) as archive:
+        infos = [i for i in archive.infolist() if not i.is_dir()]
+        if len(infos) > max_files:
+            raise UploadError(f"zip refused: {len(infos)} files, over the cap of {max_files}")
+        paths = [_check_entry(info) for info in infos]
+        declared = sum(info.file_size for info in infos)
+        if declared > max_bytes:
+            raise UploadError(f"zip refused: {declared / 2**20:.0f} MB uncompressed, over the cap of "
+                              f"{max_bytes / 2**20:.0f} MB (possible zip bomb)")
+        result, budget = ImportResult(), [max_bytes]
+        skip_root = _common_root([p for p in paths if not _hidden(p)])
+        for info, path in zip(infos, paths):
+            parts = path.parts[skip_root:]
+            if _hidden(path):
+                continue
+            if len(parts) < 2:
+                result.skipped.append(f"{info.filename}: not in a class folder")
+                continue
+            if PurePosixPath(parts[-1]).suffix.lower() not in IMAGE_SUFFIXES:
+                result.skipped.append(f"{info.filename}: not an image file")
+                continue
+            name = class_name(parts[0])
+            files = result.classes.setdefault(name, [])
+            target = dest / name / f"{len(files):05d}{PurePosixPath(parts[-1]).suffix.lower()}"
+            _extract(archive, info, target, budget)
+            files.append(target)
+    if len(result.classes) > MAX_CLASSES:
+        raise UploadError(f"zip refused: {len(result.classes)} class folders, more than the {MAX_CLASSES} allowed")
+    return result
+
+
+def _hidden(path: PurePosixPath) -> bool:
+    return any(part.startswith(".") or part in IGNORED_FOLDERS for part in path.parts)
+
+
+def _extract(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, budget: list[int]) -> None:
+    """Copy one entry, counting the bytes really inflated against the zip's remaining budget."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with archive.open(info) as src, open(target, "wb") as out:
+            while chunk := src.read(CHUNK):
+                budget[0] -= len(chunk)
+                if budget[0] < 0:
+                    raise UploadError("zip refused: it inflates past the size cap (possible zip bomb)")
+                out.write(chunk)
+    except UploadError:
+        target.unlink(missing_ok=True)
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as e:
+        target.unlink(missing_ok=True)
+        raise UploadError(f"zip refused: {info.filename!r} cannot be extracted ({e})") from None
+
+
+def add_images(files: list[str | Path], class_dir: str | Path) -> ImportResult:
+    """Copy uploaded files into a class folder, keeping only those the image loader can read."""
+    class_dir = Path(class_dir)
+    class_dir.mkdir(parents=True, exist_ok=True)
+    result = ImportResult()
+    saved = result.classes.setdefault(class_dir.name, [])
+    start = len(list(class_dir.iterdir()))
+    for source in files:
+        source = Path(source)
+        try:
+            load_image(source, max_side=64)
+        except ImageError as e:
+            result.skipped.append(f"{source.name}: {str(e).split(': ', 1)[-1]}")
+            continue
+        target = class_dir / f"{start + len(saved):05d}{source.suffix.lower() or '.img'}"
+        shutil.copyfile(source, target)
+        saved.append(target)
+    return result
+
+
+def import_model(upload: str | Path, dest: str | Path) -> dict:
+    """Take an uploaded model (a zip of art_classifier.safetensors + .json) into `dest`; return its card.
+
+    Only safetensors + a JSON card are accepted; a pickle in any guise is refused.
+    """
+    upload, dest = Path(upload), Path(dest)
+    if upload.suffix.lower() in PICKLE_SUFFIXES:
+        raise UploadError(f"{upload.name}: pickled models are refused (they can run code); "
+                          f"upload a zip of {CLASSIFIER_NAME}.safetensors and {CLASSIFIER_NAME}.json")
+    with open(upload, "rb") as f:
+        magic = f.read(4)
+    if magic[:1] == b"\x80":
+        raise UploadError(f"{upload.name}: this is a pickle; only safetensors + a JSON card are ever loaded")
+    if magic[:2] != b"PK":
+        raise UploadError(f"{upload.name}: expected a zip of {CLASSIFIER_NAME}.safetensors and "
+                          f"{CLASSIFIER_NAME}.json")
+    wanted = {f"{CLASSIFIER_NAME}.safetensors", f"{CLASSIFIER_NAME}.json"}
+    dest.mkdir(parents=True, exist_ok=True)
+    with _open_zip(upload) as archive:
+        infos = [i for i in archive.infolist() if not i.is_dir()]
+        if len(infos) > 16:
+            raise UploadError(f"{upload.name}: a model zip holds a handful of files, not {len(infos)}")
+        budget = [MAX_ZIP_BYTES]
+        for info in infos:
+            path = _check_entry(info)
+            if path.suffix.lower() in PICKLE_SUFFIXES:
+                raise UploadError(f"{upload.name}: holds {path.name}, a pickle; only safetensors are ever loaded")
+            if path.name in wanted:
+                _extract(archive, info, dest / path.name, budget)
+    missing = [name for name in wanted if not (dest / name).is_file()]
+    if missing:
+        raise UploadError(f"{upload.name}: missing {', '.join(sorted(missing))}")
+    try:
+        json.loads((dest / f"{CLASSIFIER_NAME}.json").read_text())
+        read_tensors(dest / CLASSIFIER_NAME)          # refuses pickles and corrupt files
+        _, card = load_classifier(dest, "cpu")        # the tensors must match the card
+    except (WeightsError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise UploadError(f"{upload.name}: not a usable ArtLab model ({str(e).splitlines()[0]})") from None
+    return card
