@@ -217,6 +217,11 @@ class Gallery:
                     labels=json.loads(row["labels"]), psnr=row["psnr"], added=row["added"],
                     thumb=str(self.thumb_path(row["sha256"])))
 
+    def embedding_of(self, work_id: int) -> np.ndarray | None:
+        with self._lock:
+            row = self._conn.execute("SELECT embedding FROM works WHERE id=?", (int(work_id),)).fetchone()
+        return np.frombuffer(row[0], dtype=np.float32) if row else None
+
     def count(self) -> int:
         with self._lock:
             return self._conn.execute("SELECT COUNT(*) FROM works").fetchone()[0]
@@ -292,6 +297,23 @@ class Gallery:
                 continue
             out.append((work, float(scores[i])))
         return out
+
+    def match_labels(self, probs: dict[str, dict[str, float]], k: int = 6) -> list[tuple[Work, float]]:
+        """Works whose predicted label distributions agree best with `probs` (head -> label -> p).
+
+        The score is the probability that the work and the query draw the same label,
+        summed over heads: how a text's labels find pictures.
+        """
+        with self._lock:
+            rows = self._conn.execute("SELECT id, labels FROM works").fetchall()
+        scored = []
+        for row in rows:
+            labels = json.loads(row["labels"])
+            score = sum(p * probs.get(head, {}).get(name, 0.0)
+                        for head, ranked in labels.items() for name, p in ranked)
+            scored.append((score, row["id"]))
+        scored.sort(reverse=True)
+        return [(self.get(work_id), score) for score, work_id in scored[:k]]
 
     def integrity_ok(self) -> bool:
         with self._lock:

@@ -1,0 +1,186 @@
+"""Event handlers: each takes the app context and component values, calls the library, returns values.
+
+Bad input becomes a gr.Error with a one-line message (shown as a toast), never a traceback.
+"""
+
+import logging
+import random
+from pathlib import Path
+
+import gradio as gr
+
+from artlab.gallery import add_upload, content_hash
+from artlab.images import ImageError, letterbox, load_image
+from artlab.models.autoencoder import IMAGE_SIZE as AE_SIZE
+from artlab.labels import STYLES, SUBJECTS, display_name
+from artlab.weights import WeightsError
+
+from .context import AppContext
+from .i18n import label_scores, t
+
+log = logging.getLogger(__name__)
+
+SIMILAR = 6
+GRID_PAGE = 60
+EMPTY_GALLERY = (
+    "### The gallery is empty\n"
+    "Add works with `python -m artlab index FOLDER [--meta works.csv]`, "
+    "or analyse a picture on the **Artwork** tab and press **Add to gallery**.\n\n"
+    "画廊还是空的：用 `python -m artlab index 文件夹` 添加作品。"
+)
+
+
+def _read_upload(path) -> bytes:
+    if not path:
+        raise gr.Error("Please upload, paste or photograph an artwork first.")
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        raise gr.Error("The upload could not be read; please try again.") from None
+
+
+def _models(ctx: AppContext, weights):
+    try:
+        return ctx.models(weights)
+    except WeightsError as e:
+        raise gr.Error(f"The models could not be loaded: {e}") from None
+
+
+def _cards(pairs):
+    """[(Work, score)] -> gallery items (thumbnail, caption) and the ids, in order."""
+    items = [(work.thumb, work.caption()) for work, _ in pairs]
+    return items, [work.id for work, _ in pairs]
+
+
+# ------------------------------------------------------------------ Artwork tab
+
+def analyze_artwork(ctx: AppContext, image_path, lang: str = "en", weights=None, progress=gr.Progress()):
+    """Labels, reconstruction + PSNR, Grad-CAM and similar works for one picture."""
+    data = _read_upload(image_path)
+    models = _models(ctx, weights)
+    try:
+        image = models.prepare(data)
+    except ImageError as e:
+        raise gr.Error(str(e)) from None
+    progress(0.2, desc="looking")
+    analysis = models.analyze([image], explain=True)[0]
+    gallery = ctx.gallery()
+    pairs = gallery.similar(analysis.embedding.numpy(), SIMILAR, exclude_sha=content_hash(data))
+    items, ids = _cards(pairs)
+    psnr = (f"**{analysis.psnr:.1f} dB** PSNR: how faithfully the autoencoder rebuilt the picture "
+            f"from a code 48 times smaller." if analysis.psnr is not None else "")
+    # What the autoencoder was given (128 px, letterboxed), shown beside what it rebuilt.
+    seen = letterbox(image, AE_SIZE)
+    return (label_scores(analysis.labels["style"], lang), label_scores(analysis.labels["subject"], lang),
+            analysis.reconstruction, psnr, analysis.heatmap, items, seen, ids)
+
+
+def add_to_gallery(ctx: AppContext, image_path, title: str, artist: str, year: str, weights=None):
+    if ctx.kiosk:
+        raise gr.Error("Adding works is turned off on this kiosk.")
+    data = _read_upload(image_path)
+    suffix = Path(image_path).suffix.lower() or ".jpg"
+    try:
+        work_id, new = add_upload(ctx.gallery(), _models(ctx, weights), data, title=(title or "").strip() or None,
+                                  artist=(artist or "").strip() or None, year=(year or "").strip() or None,
+                                  suffix=suffix)
+    except ImageError as e:
+        raise gr.Error(str(e)) from None
+    message = "Added to the gallery." if new else "This picture is already in the gallery."
+    gr.Info(message)
+    return f"{message} (work #{work_id})"
+
+
+# ------------------------------------------------------------------ Gallery tab
+
+def browse(ctx: AppContext, style: str, subject: str, query: str, lang: str = "en"):
+    gallery = ctx.gallery()
+    works = gallery.browse(style=style or None, subject=subject or None, query=query, limit=GRID_PAGE)
+    total = gallery.count()
+    if total == 0:
+        note = EMPTY_GALLERY
+    elif not works:
+        note = "No works match these filters."
+    else:
+        note = f"{len(works)} of {total} works shown."
+    return [(w.thumb, _grid_caption(w, lang)) for w in works], [w.id for w in works], note
+
+
+def _grid_caption(work, lang: str) -> str:
+    return f"{work.name} · {display_name(work.style, lang)} · {display_name(work.subject, lang)}"
+
+
+def open_work(ctx: AppContext, ids: list[int], index: int, lang: str = "en"):
+    """The full analysis of a gallery work (stored labels; similar works by its embedding)."""
+    if index is None or not ids or index >= len(ids):
+        raise gr.Error("Pick a work first.")
+    gallery = ctx.gallery()
+    work = gallery.get(ids[index])
+    if work is None:
+        raise gr.Error("That work is no longer in the gallery.")
+    try:
+        picture = load_image(work.path, max_side=1024)
+    except ImageError:
+        picture = load_image(work.thumb)   # the original moved away: show what we kept
+    pairs = gallery.similar(gallery.embedding_of(work.id), SIMILAR, exclude_id=work.id)
+    items, similar_ids = _cards(pairs)
+    lines = [f"## {work.name}"]
+    if work.artist or work.year:
+        lines.append(" · ".join(x for x in (work.artist, work.year) if x))
+    lines.append(f"Added {work.added[:10]}" + (f" · reconstruction {work.psnr:.1f} dB" if work.psnr else ""))
+    return (picture, label_scores(work.labels["style"], lang), label_scores(work.labels["subject"], lang),
+            "\n\n".join(lines), items, similar_ids)
+
+
+def style_choices(lang: str = "en"):
+    return [(t("any", lang), "")] + [(display_name(s, lang), s) for s in STYLES]
+
+
+def subject_choices(lang: str = "en"):
+    return [(t("any", lang), "")] + [(display_name(s, lang), s) for s in SUBJECTS]
+
+
+# ------------------------------------------------------------------ Text tab
+
+def analyze_text(ctx: AppContext, text: str, lang: str = "en"):
+    """Subject and style of a text, its autoencoder reconstruction, and gallery works with matching labels."""
+    models, problem = ctx.text_models()
+    if models is None:
+        return None, None, "", [], [], f"**{problem}** The image side of ArtLab works as usual."
+    record = models.analyze([text or ""])[0]
+    if "error" in record:
+        raise gr.Error(record["error"])
+    probs = {head: dict(record[head]) for head in ("style", "subject") if head in record}
+    pairs = ctx.gallery().match_labels(probs, SIMILAR)
+    items, ids = _cards(pairs)
+    return (label_scores(record.get("subject", []), lang), label_scores(record.get("style", []), lang),
+            record.get("reconstruction", ""), items, ids, record.get("note", ""))
+
+
+# ------------------------------------------------------------------ Create tab
+
+def morph(ctx: AppContext, a_path, b_path, steps: int, weights=None):
+    if not a_path or not b_path:
+        raise gr.Error("Choose two works (upload them, or press Surprise me).")
+    models = _models(ctx, weights)
+    try:
+        a, b = models.prepare(_read_upload(a_path)), models.prepare(_read_upload(b_path))
+    except ImageError as e:
+        raise gr.Error(str(e)) from None
+    frames = models.morph(a, b, int(steps))
+    strip = [(frame, f"{i / (len(frames) - 1):.0%}") for i, frame in enumerate(frames)]
+    return strip, frames, frames[len(frames) // 2], 0.5
+
+
+def pick_frame(frames, position: float):
+    if not frames:
+        return None
+    return frames[round(float(position) * (len(frames) - 1))]
+
+
+def surprise(ctx: AppContext):
+    works = ctx.gallery().random(2)
+    if len(works) < 2:
+        raise gr.Error("The gallery needs at least two works for a surprise: add some first.")
+    random.shuffle(works)
+    return works[0].thumb, works[1].thumb

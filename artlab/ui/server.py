@@ -1,0 +1,99 @@
+"""Start-up of the web app: options, security settings, theme and launch.
+
+Security (issue 7): only the gallery's image folders and assets/ are served
+(allowed_paths; the database, the repository, weights and home are not), uploads are
+capped (max_file_size), analytics are off, and in kiosk mode there is no API/settings
+footer, no Train tab, no adding to the gallery, and curator actions need the
+password from ARTLAB_CURATOR_PASSWORD (compared in constant time, see context.curator_ok).
+"""
+
+import argparse
+import os
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported
+
+import gradio as gr  # noqa: E402
+
+from .context import AppContext  # noqa: E402
+from .i18n import gradio_i18n  # noqa: E402
+from .layout import build_app  # noqa: E402
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    env_kiosk = os.environ.get("ARTLAB_KIOSK", "").lower() in ("1", "true", "yes")
+    p = argparse.ArgumentParser(prog="python app.py", description="ArtLab: the gallery web app")
+    p.add_argument("--gallery", help="gallery folder (default: $ARTLAB_GALLERY or ~/.local/share/artlab/gallery)")
+    p.add_argument("--weights", help="image/text model folder (default: $ARTLAB_WEIGHTS or weights/)")
+    p.add_argument("--kiosk", action="store_true", default=env_kiosk,
+                   help="museum kiosk mode (also ARTLAB_KIOSK=1)")
+    p.add_argument("--idle-minutes", type=float, default=float(os.environ.get("ARTLAB_IDLE_MINUTES", 3)),
+                   help="kiosk: forget a visitor's uploads after this many idle minutes")
+    p.add_argument("--max-upload-mb", type=int, default=int(os.environ.get("ARTLAB_MAX_UPLOAD_MB", 20)))
+    p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    return p.parse_args(argv)
+
+
+def make_context(args) -> AppContext:
+    return AppContext(weights=args.weights, gallery_dir=args.gallery, kiosk=args.kiosk, device=args.device,
+                      idle_minutes=args.idle_minutes, max_upload_mb=args.max_upload_mb)
+
+
+def theme() -> gr.themes.Base:
+    """Quiet and legible, like a museum wall label: ivory, charcoal, one deep red accent, serif titles."""
+    sans = ["Inter", "Helvetica Neue", "Noto Sans CJK SC", "Arial", "sans-serif"]
+    return gr.themes.Base(primary_hue=gr.themes.colors.red, neutral_hue=gr.themes.colors.stone,
+                          font=sans, font_mono=["ui-monospace", "monospace"], radius_size="sm").set(
+        body_background_fill="#f5f1ea", block_background_fill="#fffdf9", block_border_color="#e2dbcf",
+        block_label_text_color="#5b544a", body_text_color="#23201c",
+        button_primary_background_fill="#7b2d26", button_primary_background_fill_hover="#5f211c",
+        button_primary_text_color="#fffdf9", button_secondary_background_fill="#ece5d8",
+        color_accent="#7b2d26", color_accent_soft="#f1e3df", input_background_fill="#fffdf9")
+
+
+def launch_options(ctx: AppContext, host: str, port: int) -> dict:
+    css_paths = [ASSETS / "artlab.css"] + ([ASSETS / "kiosk.css"] if ctx.kiosk else [])
+    head = ""
+    if ctx.kiosk:
+        head = "<script>" + (ASSETS / "kiosk.js").read_text().replace(
+            "__IDLE_MS__", str(int(ctx.idle_minutes * 60_000))) + "</script>"
+    served = ctx.served_folders()
+    for folder in served:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    return dict(
+        server_name=host, server_port=port,
+        allowed_paths=served,
+        blocked_paths=[str(Path(served[0]).parent / "gallery.sqlite")],
+        max_file_size=f"{ctx.max_upload_mb}mb",
+        footer_links=[] if ctx.kiosk else ["api", "settings"],
+        theme=theme(), css_paths=css_paths, head=head or None, i18n=gradio_i18n(),
+        favicon_path=str(ASSETS / "favicon.svg"), show_error=not ctx.kiosk, ssr_mode=False,
+        pwa=False, mcp_server=False,
+    )
+
+
+def create(ctx: AppContext) -> gr.Blocks:
+    demo = build_app(ctx)
+    # One inference at a time (the CPU has 2 cores; a GPU is shared the same way); visitors see their place.
+    demo.queue(default_concurrency_limit=1, max_size=64)
+    return demo
+
+
+def serve(ctx: AppContext, host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> gr.Blocks:
+    """Build and launch; with block=False return at once (tests, benchmarks) and `demo.close()` later."""
+    demo = create(ctx)
+    ctx.preload()
+    demo.launch(prevent_thread_lock=not block, quiet=not block, **launch_options(ctx, host, port))
+    return demo
+
+
+def main(argv=None) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    serve(make_context(args), args.host, args.port)

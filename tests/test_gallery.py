@@ -1,0 +1,149 @@
+"""The gallery store and `python -m artlab index`: real SQLite, tiny random-init models, tiny images."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from artlab.gallery import Gallery, default_gallery_dir, index_folder, read_meta
+from artlab.inference import ArtModels
+from conftest import make_image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def models(tiny_weights):
+    return ArtModels(tiny_weights, "cpu")
+
+
+@pytest.fixture()
+def folder(tmp_path) -> Path:
+    """Six distinct pictures, one exact duplicate in a sub-folder, one corrupt file and one empty file."""
+    art = tmp_path / "art"
+    colors = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30), (30, 200, 200), (120, 60, 10)]
+    for i, color in enumerate(colors):
+        make_image(art / f"work_{i}.png", color, size=(64 + 8 * i, 48), pattern=i)
+    (art / "copies").mkdir()
+    (art / "copies" / "again.png").write_bytes((art / "work_2.png").read_bytes())
+    (art / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    (art / "empty.png").write_bytes(b"")
+    (art / "meta.csv").write_text("file,title,artist,year\nwork_0.png,Red Study,A. Painter,1901\n"
+                                  "work_1.png,Green Evening,,\n")
+    return art
+
+
+def test_index_reopen_same_rows_duplicates_skipped_corrupt_reported(folder, tmp_path, models):
+    gallery = Gallery(tmp_path / "g")
+    report = index_folder(gallery, models, folder, meta_csv=folder / "meta.csv", batch_size=4)
+    assert report.added == 6
+    assert report.skipped == 1                                  # copies/again.png: same bytes as work_2
+    assert sorted(Path(e.split(":")[0]).name for e in report.errors) == ["broken.jpg", "empty.png"]
+    rows = gallery.all_rows()
+    gallery.close()
+
+    reopened = Gallery(tmp_path / "g")
+    assert reopened.all_rows() == rows
+    assert reopened.integrity_ok()
+    again = index_folder(reopened, models, folder)
+    assert (again.added, again.skipped, len(again.errors)) == (0, 7, 2)
+    assert reopened.count() == 6
+    titled = {r["title"]: r for r in rows if r["title"]}
+    assert titled["Red Study"]["artist"] == "A. Painter" and titled["Red Study"]["year"] == "1901"
+    assert "Green Evening" in titled
+    for row in rows:                                              # no half rows, thumbnails present
+        assert row["style"] and row["subject"] and len(row["embedding"]) == 512 * 4
+        assert reopened.thumb_path(row["sha256"]).is_file()
+        assert "\\" not in row["path"] and Path(row["path"]).is_absolute()
+
+
+def test_browse_filter_search_and_similar(folder, tmp_path, models):
+    gallery = Gallery(tmp_path / "g")
+    index_folder(gallery, models, folder, meta_csv=folder / "meta.csv")
+    works = gallery.browse()
+    assert len(works) == 6
+    for work in works:
+        same_style = gallery.browse(style=work.style)
+        assert work.id in [w.id for w in same_style] and all(w.style == work.style for w in same_style)
+        assert all(w.subject == work.subject for w in gallery.browse(subject=work.subject))
+    assert [w.title for w in gallery.search("red stu")] == ["Red Study"]
+    assert gallery.search("50%_") == []                          # LIKE wildcards are literal
+    target = works[2]
+    nearest = gallery.similar(gallery.embedding_of(target.id), k=3)
+    assert nearest[0][0].id == target.id and nearest[0][1] == pytest.approx(1.0, abs=1e-5)
+    assert [s for _, s in nearest] == sorted((s for _, s in nearest), reverse=True)
+    others = gallery.similar(gallery.embedding_of(target.id), k=10, exclude_id=target.id)
+    assert len(others) == 5 and target.id not in [w.id for w, _ in others]
+    # A near copy (a few pixels retouched) of a work finds that work first.
+    from PIL import Image
+    picture = Image.open(target.path).convert("RGB")
+    picture.paste((0, 0, 0), (10, 10, 13, 13))
+    query = models.analyze([picture], reconstruct=False)[0].embedding.numpy()
+    assert gallery.similar(query, k=1)[0][0].id == target.id
+
+
+def test_match_labels_prefers_agreeing_works(folder, tmp_path, models):
+    gallery = Gallery(tmp_path / "g")
+    index_folder(gallery, models, folder)
+    work = gallery.browse()[0]
+    probs = {head: {name: 1.0 if name == ranked[0][0] else 0.0 for name, _ in ranked}
+             for head, ranked in work.labels.items()}
+    best = gallery.match_labels(probs, k=6)
+    assert best[0][0].style == work.style and best[0][0].subject == work.subject
+    assert [s for _, s in best] == sorted((s for _, s in best), reverse=True)
+
+
+def test_read_meta_needs_a_file_column(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("title,artist\nx,y\n")
+    with pytest.raises(ValueError, match="'file' column"):
+        read_meta(bad)
+
+
+def test_default_location_is_outside_the_repo(monkeypatch, tmp_path):
+    monkeypatch.delenv("ARTLAB_GALLERY", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert default_gallery_dir() == tmp_path / "xdg" / "artlab" / "gallery"
+    monkeypatch.setenv("ARTLAB_GALLERY", str(tmp_path / "mine"))
+    assert default_gallery_dir() == tmp_path / "mine"
+    monkeypatch.delenv("ARTLAB_GALLERY")
+    monkeypatch.delenv("XDG_DATA_HOME")
+    assert ROOT not in default_gallery_dir().parents
+
+
+def test_index_command_reports_and_survives_a_kill(folder, tmp_path, tiny_weights):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ARTLAB_WEIGHTS": str(tiny_weights)}
+    gallery_dir = tmp_path / "g"
+    done = subprocess.run([sys.executable, "-m", "artlab", "index", str(folder), "--gallery", str(gallery_dir),
+                           "--batch", "2"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "6 added, 1 already in the gallery, 2 unreadable" in done.stdout
+    assert "broken.jpg" in done.stderr
+
+    # Many more pictures, small batches; SIGKILL once some batches are committed.
+    many = tmp_path / "many"
+    for i in range(400):
+        make_image(many / f"{i:03d}.png", (i % 256, (7 * i) % 256, (13 * i) % 256), size=(40, 40), pattern=i % 5)
+    proc = subprocess.Popen([sys.executable, "-m", "artlab", "index", str(many), "--gallery", str(gallery_dir),
+                             "--batch", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 90
+    db = gallery_dir / "gallery.sqlite"
+    while time.time() < deadline and proc.poll() is None:
+        with sqlite3.connect(db) as conn:
+            if conn.execute("SELECT COUNT(*) FROM works").fetchone()[0] >= 12:
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    gallery = Gallery(gallery_dir)
+    assert gallery.integrity_ok()
+    rows = gallery.all_rows()
+    assert 12 <= len(rows) < 406
+    assert all(np.frombuffer(r["embedding"], np.float32).shape == (512,) and r["labels"] for r in rows)
+    assert all(gallery.thumb_path(r["sha256"]).is_file() for r in rows)
