@@ -72,7 +72,7 @@ def analyze_artwork(ctx: AppContext, image_path, lang: str = "en", weights=None,
     # What the autoencoder was given (128 px, letterboxed), shown beside what it rebuilt.
     seen = letterbox(image, AE_SIZE)
     return (label_scores(analysis.labels["style"], lang), label_scores(analysis.labels["subject"], lang),
-            analysis.reconstruction, psnr, analysis.heatmap, items, seen, ids)
+            analysis.heatmap, seen, analysis.reconstruction, psnr, items, ids)
 
 
 def add_to_gallery(ctx: AppContext, image_path, title: str, artist: str, year: str, weights=None):

@@ -119,7 +119,7 @@ def _artwork_tab(ctx, lang, active_weights, relabel):
     def run(path, code, weights, progress=gr.Progress()):
         return h.analyze_artwork(ctx, path, code, weights, progress)
 
-    outputs = [style, subject, recon, psnr, heatmap, similar, seen, similar_ids]
+    outputs = [style, subject, heatmap, seen, recon, psnr, similar, similar_ids]
     go.click(run, [image, lang, active_weights], outputs, api_name="analyze_artwork", **INFERENCE)
     image.upload(run, [image, lang, active_weights], outputs, api_visibility="private", **INFERENCE)
     explain.change(lambda on: gr.update(visible=on), explain, heatmap, queue=False, api_visibility="private")
