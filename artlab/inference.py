@@ -109,7 +109,10 @@ class ArtModels:
                 if weights is None:
                     raise
                 log.info("no autoencoder beside %s (%s); using the shipped one", weights, e)
-                self.autoencoder, self.ae_card = load_autoencoder(None, self.device)
+                try:
+                    self.autoencoder, self.ae_card = load_autoencoder(None, self.device)
+                except WeightsError as shipped_error:  # labels still work; only the psnr is missing
+                    log.warning("no autoencoder: %s; analysing without reconstruction", shipped_error)
         self.tta = tta
         self.lock = threading.Lock()
 
