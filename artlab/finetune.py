@@ -34,7 +34,7 @@ from torch import nn
 from . import data as data_mod
 from .device import pick_device
 from .images import list_images
-from .inference import CLASSIFIER_NAME, load_classifier
+from .inference import CLASSIFIER_NAME, classifier_probs, load_classifier
 from .metrics import classification_report
 from .models.classifier import ArtClassifier
 from .train import fit
@@ -191,8 +191,9 @@ def _report(probs: torch.Tensor, target: torch.Tensor, classes: list[str]) -> di
 
 
 def _score(report: dict) -> float:
-    # Accuracy first; the held-out loss breaks ties (small held-out sets saturate accuracy).
-    return (report["accuracy"] or 0.0) - 0.01 * min(report["loss"], 10.0)
+    # Accuracy first; the held-out loss breaks ties (small held-out sets saturate accuracy),
+    # rounded so that a loss creeping down by crumbs does not hold off early stopping.
+    return (report["accuracy"] or 0.0) - 0.01 * round(min(report["loss"], 10.0), 2)
 
 
 def train_head(head: nn.Linear, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor,
@@ -214,9 +215,7 @@ def train_head(head: nn.Linear, train_x: torch.Tensor, train_y: torch.Tensor, va
         return F.cross_entropy(model(x), y, label_smoothing=0.1)
 
     def evaluate(model):
-        with torch.inference_mode():
-            probs = (head(val_x[0]).softmax(1) + head(val_x[-1]).softmax(1)) / 2
-        report = _report(probs, val_y, classes)
+        report = _report(_head_probs(head, val_x), val_y, classes)
         return {"val_accuracy": report["accuracy"], "val_loss": report["loss"], "score": _score(report)}
 
     return fit(dropout_head, batches, step, epochs=config.epochs, steps_per_epoch=steps,
@@ -254,7 +253,8 @@ def train_deep(model: ArtClassifier, blocks: int, images: torch.Tensor, labels: 
         return F.cross_entropy(wrapped.model(x)[HEAD].float(), y, label_smoothing=0.1)
 
     def evaluate(wrapped):
-        report = evaluate_model(wrapped.model, val_images, val_labels, classes, size, device)
+        probs = held_out_probs(wrapped.model, val_images, size, device)
+        report = _report(probs, val_labels, classes)
         return {"val_accuracy": report["accuracy"], "val_loss": report["loss"], "score": _score(report)}
 
     return fit(wrapped, batches, step, epochs=config.deep_epochs, steps_per_epoch=steps, device=device,
@@ -278,13 +278,15 @@ class _PartlyFrozen(nn.Module):
         return self
 
 
-def evaluate_model(model: ArtClassifier, images: torch.Tensor, labels: torch.Tensor, classes: list[str],
-                   size: int, device) -> dict:
-    """Held-out report of the "labels" head, with the mirror pass that predict uses."""
-    from .inference import classifier_probs
+def held_out_probs(model: ArtClassifier, images: torch.Tensor, size: int, device) -> torch.Tensor:
+    """Probabilities of the "labels" head, with the mirror pass that predict uses."""
+    return classifier_probs(model, images, size, device, tta=True)[HEAD]
 
-    probs = classifier_probs(model, images, size, device, tta=True)[HEAD]
-    return _report(probs, labels, classes)
+
+def _head_probs(head: nn.Module, feats: torch.Tensor) -> torch.Tensor:
+    """The same from cached neck vectors (plain and mirror views)."""
+    with torch.inference_mode():
+        return (head(feats[0]).softmax(1) + head(feats[-1]).softmax(1)) / 2
 
 
 def resolve_depth(depth: str | int, train_counts: dict[str, int], max_blocks: int) -> int:
@@ -362,18 +364,23 @@ def finetune(data_dir: str | Path, out_dir: str | Path, *, base: str | Path | No
     if not result.history:
         raise FinetuneError("stopped before the first epoch ended; nothing was written")
     model.heads[HEAD].load_state_dict(head.state_dict())
-    stopped = result.stopped
+    stopped, early_stopped = result.stopped, result.early_stopped
     if blocks and not stopped:
         progress(0.8, f"fine-tuning the last {blocks} blocks")
         deep = train_deep(model, blocks, images.images[train_idx], labels[train_idx], images.images[val_idx],
                           labels[val_idx], classes, size, device, config, stop, record_epoch("deep"))
-        stopped = deep.stopped
+        stopped, early_stopped = deep.stopped, early_stopped or deep.early_stopped
     progress(0.95, "writing the model")
     model.eval()
-    report = evaluate_model(model, images.images[val_idx], labels[val_idx], classes, size, device)
+    if blocks:
+        probs = held_out_probs(model, images.images[val_idx], size, device)
+    else:  # the features did not change: the cached held-out vectors give the same answer, at once
+        probs = _head_probs(model.heads[HEAD], val_feats)
+    report = _report(probs, labels[val_idx], classes)
     card = _card(base_card, classes, report, counts, train_counts, scan, images.skipped, config, blocks,
                  history, stopped, base, command, time.time() - started)
-    card["metrics"]["val"]["misclassified"] = _misclassified(model, images, val_idx, classes, size, device)
+    card["training"]["early_stopped"] = early_stopped
+    card["metrics"]["val"]["misclassified"] = _misclassified(probs, images, val_idx, classes)
     write_model(model, card, out_dir)
     progress(1.0, "done")
     return card
@@ -387,12 +394,8 @@ def _stop_callable(should_stop) -> Callable[[], bool]:
     return should_stop
 
 
-@torch.inference_mode()
-def _misclassified(model, images, val_idx, classes, size, device, limit: int = 50) -> list[dict]:
+def _misclassified(probs, images, val_idx, classes, limit: int = 50) -> list[dict]:
     """Held-out images the model gets wrong: path, true class, predicted class and its probability."""
-    from .inference import classifier_probs
-
-    probs = classifier_probs(model, images.images[val_idx], size, device, tta=True)[HEAD]
     wrong = []
     for row, index in zip(probs, val_idx.tolist()):
         truth, guess = int(images.labels[HEAD][index]), int(row.argmax())

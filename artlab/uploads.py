@@ -77,7 +77,8 @@ def _open_zip(zip_path: str | Path) -> zipfile.ZipFile:
 def _common_root(paths: list[PurePosixPath]) -> int:
     """How many leading folders all entries share (a zip of one folder holding the class folders)."""
     depth = 0
-    while paths and all(len(p.parts) > depth + 2 for p in paths) and len({p.parts[depth] for p in paths}) == 1:
+    while (paths and len({p.parts[depth] for p in paths}) == 1 and all(len(p.parts) > depth + 1 for p in paths)
+           and any(len(p.parts) > depth + 2 for p in paths)):
         depth += 1
     return depth
 
