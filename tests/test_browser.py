@@ -51,6 +51,9 @@ def test_upload_shows_labels_and_screenshot(app_url, tmp_path):
             assert top_style in {"Art Nouveau", "Baroque", "Expressionism", "Impressionism", "Post-Impressionism",
                                  "Romanticism", "Symbolism"}
             page.screenshot(path=str(shot), full_page=True)
+            page.get_by_text("中文", exact=True).click()           # the language switch re-labels the page
+            page.wait_for_selector("text=分析这件作品", timeout=15_000)
+            assert "画廊" in page.inner_text("body")
         finally:
             browser.close()
     assert shot.stat().st_size > 10_000

@@ -100,14 +100,15 @@ def browse(ctx: AppContext, style: str, subject: str, query: str, lang: str = "e
     if total == 0:
         note = EMPTY_GALLERY
     elif not works:
-        note = "No works match these filters."
+        note = "没有符合条件的作品。" if lang == "zh" else "No works match these filters."
     else:
-        note = f"{len(works)} of {total} works shown."
+        note = f"显示 {len(works)} / {total} 件作品。" if lang == "zh" else f"{len(works)} of {total} works shown."
     return [(w.thumb, _grid_caption(w, lang)) for w in works], [w.id for w in works], note
 
 
 def _grid_caption(work, lang: str) -> str:
-    return f"{work.name} · {display_name(work.style, lang)} · {display_name(work.subject, lang)}"
+    labels = f"{display_name(work.style, lang)} · {display_name(work.subject, lang)}"
+    return f"{work.title} · {labels}" if work.title else labels
 
 
 def open_work(ctx: AppContext, ids: list[int], index: int, lang: str = "en"):

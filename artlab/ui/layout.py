@@ -58,7 +58,11 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                                   [*gallery["detail"], tabs], api_visibility="private", **INFERENCE)
         demo.load(functools.partial(h.browse, ctx), [gallery["style"], gallery["subject"], gallery["query"], lang],
                   [gallery["grid"], gallery["ids"], gallery["note"]], api_visibility="private")
-        _language_switch(title, lang, relabel)
+        switched = _language_switch(title, lang, relabel)
+        switched.then(lambda code: (gr.update(choices=h.style_choices(code)), gr.update(choices=h.subject_choices(code))),
+                      lang, [gallery["style"], gallery["subject"]], queue=False, api_visibility="private").then(
+            functools.partial(h.browse, ctx), [gallery["style"], gallery["subject"], gallery["query"], lang],
+            [gallery["grid"], gallery["ids"], gallery["note"]], queue=False, api_visibility="private")
     return demo
 
 
@@ -66,7 +70,7 @@ def _header(ctx, lang, relabel):
     with gr.Row(elem_classes="artlab-header"):
         with gr.Column(scale=5):
             title = gr.Markdown(f"# {t('title')}\n{t('tagline')}", elem_classes="artlab-title")
-        with gr.Column(scale=1, min_width=180):
+        with gr.Column(scale=2, min_width=300):
             switch = gr.Radio(list(LANGS), value="English", show_label=False, container=False,
                               elem_classes="lang-switch")
     title.switch = switch
@@ -78,11 +82,13 @@ def _language_switch(title, lang, relabel):
 
     def change(choice):
         code = LANGS.get(choice, "en")
-        updates = [gr.update(label=t(key, code)) for _, key in relabel]
+        # Buttons show their value; everything else shows a label.
+        updates = [gr.update(value=t(key, code)) if isinstance(c, gr.Button) else gr.update(label=t(key, code))
+                   for c, key in relabel]
         return [code, f"# {t('title', code)}\n{t('tagline', code)}", *updates]
 
-    title.switch.change(change, title.switch, [lang, title, *components], queue=False,
-                             api_visibility="private")
+    return title.switch.change(change, title.switch, [lang, title, *components], queue=False,
+                               api_visibility="private")
 
 
 def _artwork_tab(ctx, lang, active_weights, relabel):
@@ -94,8 +100,8 @@ def _artwork_tab(ctx, lang, active_weights, relabel):
             explain = gr.Checkbox(value=True, label=t("show_gradcam"))
             relabel += [(image, "artwork_in"), (go, "analyze"), (explain, "show_gradcam")]
         with gr.Column(scale=1):
-            style = gr.Label(num_top_classes=3, label=t("style"), elem_id="style-label")
-            subject = gr.Label(num_top_classes=3, label=t("subject"), elem_id="subject-label")
+            style = gr.Label(num_top_classes=3, label=t("style"), elem_id="style-label", elem_classes="artlab-label")
+            subject = gr.Label(num_top_classes=3, label=t("subject"), elem_id="subject-label", elem_classes="artlab-label")
             relabel += [(style, "style"), (subject, "subject")]
     with gr.Row(equal_height=True):
         heatmap = gr.Image(label=t("gradcam"), interactive=False, height=300, scale=2)
@@ -136,8 +142,8 @@ def _text_tab(ctx, lang, relabel):
                          "still life with apples and a jug", "the annunciation"], text)
             note = gr.Markdown()
         with gr.Column():
-            subject = gr.Label(num_top_classes=3, label=t("subject"))
-            style = gr.Label(num_top_classes=3, label=t("style"))
+            subject = gr.Label(num_top_classes=3, label=t("subject"), elem_classes="artlab-label")
+            style = gr.Label(num_top_classes=3, label=t("style"), elem_classes="artlab-label")
             recon = gr.Textbox(label=t("text_recon"), interactive=False)
     matches = gr.Gallery(label=t("text_matches"), columns=6, height=220, allow_preview=False, object_fit="cover")
     ids = gr.State([])
@@ -153,7 +159,8 @@ def _gallery_tab(ctx, lang, relabel, tabs):
     with gr.Row():
         style = gr.Dropdown(h.style_choices(), value="", label=t("filter_style"), scale=1)
         subject = gr.Dropdown(h.subject_choices(), value="", label=t("filter_subject"), scale=1)
-        query = gr.Textbox(label=t("search"), scale=2, max_lines=1)
+        query = gr.Textbox(label=t("search"), scale=2, max_lines=1, placeholder="Water Lilies, Rembrandt, …",
+                           submit_btn=True)
     note = gr.Markdown(elem_classes="gallery-note")
     grid = gr.Gallery(label=t("grid"), columns=5, height=560, allow_preview=False, object_fit="cover",
                       elem_id="gallery-grid")
@@ -163,13 +170,14 @@ def _gallery_tab(ctx, lang, relabel, tabs):
             picture = gr.Image(label=t("work_image"), interactive=False, height=420)
             with gr.Column():
                 info = gr.Markdown()
-                work_style = gr.Label(num_top_classes=3, label=t("style"))
-                work_subject = gr.Label(num_top_classes=3, label=t("subject"))
+                work_style = gr.Label(num_top_classes=3, label=t("style"), elem_classes="artlab-label")
+                work_subject = gr.Label(num_top_classes=3, label=t("subject"), elem_classes="artlab-label")
         similar = gr.Gallery(label=t("work_similar"), columns=6, height=200, allow_preview=False,
                              object_fit="cover")
     similar_ids = gr.State([])
     relabel += [(style, "filter_style"), (subject, "filter_subject"), (query, "search"), (grid, "grid"),
-                (picture, "work_image"), (similar, "work_similar")]
+                (picture, "work_image"), (similar, "work_similar"), (work_style, "style"),
+                (work_subject, "subject")]
     filters = [style, subject, query, lang]
     listing = [grid, ids, note]
     fn = functools.partial(h.browse, ctx)
