@@ -74,6 +74,8 @@ class Tokenizer:
         if len(self.ids) != len(self.tokens):
             raise TokenizerError("the vocabulary holds duplicate tokens")
         self._cache: dict[str, list[int]] = {}
+        # No piece is longer than this, so a 20,000-letter "word" costs linear time, not quadratic.
+        self.longest = max(len(t) for t in self.tokens)
 
     def __len__(self):
         return len(self.tokens)
@@ -141,7 +143,7 @@ class Tokenizer:
             out, start = [], 0
             while start < len(word):
                 prefix = CONTINUE if start else ""
-                for end in range(len(word), start, -1):       # longest known piece first
+                for end in range(min(len(word), start + self.longest), start, -1):  # longest first
                     token_id = self.ids.get(prefix + word[start:end])
                     if token_id is not None:
                         break

@@ -1,0 +1,385 @@
+"""The text side: tokenizer, text data, text models, training, inference and predict-text.
+
+Everything runs on tiny CSVs written by the tests and tiny models trained in seconds.
+"""
+
+import csv
+import io
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from artlab import data as data_mod
+from artlab.labels import STYLES, SUBJECTS
+from artlab.tokenizer import UNK_ID, Tokenizer, TokenizerError, normalize, normalize_words
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CORPUS = ["Stormy sea at night", "Portrait of a young woman", "Still life with apples and a jug",
+          "The Annunciation", "Café de la Paix, 1888!", "L'Arlésienne (Madame Ginoux)",
+          "View of the river Seine at Argenteuil", "Self-portrait with a straw hat"] * 3
+
+# Words that make each subject (and style) learnable in the tiny data sets.
+SUBJECT_WORDS = {"genre_scene": ["market", "dance", "tavern"], "history_religious": ["madonna", "saint", "battle"],
+                 "landscape": ["river", "mountain", "forest"], "portrait": ["portrait", "woman", "man"],
+                 "still_life": ["apples", "flowers", "vase"]}
+GENRES = {"genre_scene": "genre_painting", "history_religious": "religious_painting", "landscape": "landscape",
+          "portrait": "portrait", "still_life": "still_life"}
+SEMART_TYPES = {"genre_scene": "genre", "history_religious": "religious", "landscape": "landscape",
+                "portrait": "portrait", "still_life": "still-life"}
+FILLER = ["the", "of", "a", "with", "at", "evening", "old", "green", "near", "small"]
+
+
+def write_text_data(root: Path, titles: int = 240, descriptions: int = 40, seed: int = 0) -> Path:
+    rng = random.Random(seed)
+    folder = root / "text"
+    folder.mkdir(parents=True, exist_ok=True)
+    subjects = list(SUBJECT_WORDS)
+    with open(folder / "wikiart_titles.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["title", "artist", "year", "style", "genre"])
+        for i in range(titles):
+            subject = subjects[i % 5]
+            style = STYLES[i % 7] if i % 9 else "cubism"          # some styles are not ours
+            words = [rng.choice(SUBJECT_WORDS[subject]), style.split("_")[0]] + rng.sample(FILLER, 2)
+            rng.shuffle(words)
+            genre = GENRES[subject] if i % 11 else "sketch_and_study"  # some genres have no subject
+            writer.writerow([" ".join(words), f"artist {i % 13}", 1900, style, genre])
+    with open(folder / "semart.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["description", "title", "author", "technique", "date", "type", "school", "timeframe"])
+        for i in range(descriptions):
+            subject = subjects[i % 5]
+            text = " ".join(rng.choice(FILLER + SUBJECT_WORDS[subject]) for _ in range(30)) + "."
+            writer.writerow([text, f"{SUBJECT_WORDS[subject][0].title()} {i}", f"PAINTER, {i}", "Oil", "1650",
+                             SEMART_TYPES[subject] if i % 7 else "interior", "Dutch", "1601-1650"])
+    return root
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny GRUs gain nothing from threads, and a busy shared CPU makes thread pools crawl."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def text_data(tmp_path_factory) -> Path:
+    return write_text_data(tmp_path_factory.mktemp("textdata"))
+
+
+@pytest.fixture(scope="module")
+def trained(text_data, tmp_path_factory):
+    """A tiny text classifier and autoencoder trained on the tiny data, saved to a weights folder."""
+    from artlab.train_text import train_autoencoder, train_classifier
+
+    out = tmp_path_factory.mktemp("textweights")
+    torch.manual_seed(0)
+    clf = train_classifier(text_data, out, epochs=4, batch_size=16, lr=5e-3, embed_dim=16, hidden=16,
+                           device="cpu", show_progress=False)
+    ae = train_autoencoder(text_data, out, epochs=3, batch_size=16, lr=5e-3, embed_dim=16, hidden=16,
+                           code_dim=16, decoder_hidden=24, device="cpu", show_progress=False)
+    return out, clf, ae
+
+
+@pytest.fixture(scope="module")
+def models(trained):
+    from artlab.text_inference import TextModels
+    return TextModels(trained[0], device="cpu")
+
+
+# ------------------------------------------------------------------ tokenizer
+
+def test_normalize_folds_case_accents_punctuation_digits():
+    assert normalize_words("L'Arlésienne, 1888!") == ["l", "'", "arlesienne", ",", "1888", "!"]
+    assert normalize("  Café   de la PAIX  ") == "cafe de la paix"
+    assert normalize("Self-portrait (1889)") == "self-portrait (1889)"
+    assert normalize("ﬁne Ⅻ") == "fine xii"           # compatibility forms are unfolded too
+
+
+def test_round_trip_of_known_and_unknown_words():
+    tok = Tokenizer.build(CORPUS, min_count=1)
+    for text in CORPUS + ["Stormy apples", "stormiest tapirs", "Argenteuil 1888"]:
+        assert tok.decode(tok.encode(text)) == normalize(text)
+
+
+def test_unknown_words_fall_back_to_pieces_not_unk():
+    tok = Tokenizer.build(CORPUS, min_count=1)
+    ids = tok.encode("stormiest tapirs")
+    assert UNK_ID not in ids
+    assert len(ids) > 2                                 # split into pieces / characters
+    assert tok.word_starts(ids).count(True) == 2        # still two words
+
+
+@pytest.mark.parametrize("text", ["山水画 夜晚的海", "sunset 🌅🎨 over the sea", "a\x00b\x07c\x1b[31m red",
+                                  "\u200b\u200e\ufeff zero width", "Ωμέγα κύμα", "Море ночью"])
+def test_other_scripts_emoji_control_chars_do_not_crash(text):
+    tok = Tokenizer.build(CORPUS, min_count=1)
+    ids = tok.encode(text)
+    assert ids and all(0 <= i < len(tok) for i in ids)
+    assert isinstance(tok.decode(ids), str)
+
+
+def test_control_chars_become_spaces():
+    assert normalize_words("sea\x00at\tnight\x07") == ["sea", "at", "night"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(alphabet=sorted(set("".join(CORPUS)) | set("ÉÀ\t\x07")), max_size=60))
+def test_round_trip_property(text):
+    tok = Tokenizer.build(CORPUS, min_count=1)
+    assert tok.decode(tok.encode(text)) == normalize(text)
+    assert normalize(normalize(text)) == normalize(text)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=80))
+def test_any_unicode_encodes(text):
+    tok = Tokenizer.build(CORPUS, min_count=1)
+    ids = tok.encode(text, max_tokens=50)
+    assert len(ids) <= 50 and all(0 <= i < len(tok) for i in ids)
+    tok.decode(ids)
+
+
+def test_vocabulary_save_load_round_trip(tmp_path):
+    tok = Tokenizer.build(CORPUS, min_count=1)
+    path = tok.save(tmp_path / "v.vocab.json")
+    again = Tokenizer.load(path)
+    assert again.tokens == tok.tokens
+    assert again.encode("Stormy tapirs 1888") == tok.encode("Stormy tapirs 1888")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(TokenizerError):
+        Tokenizer.load(tmp_path / "bad.json")
+    with pytest.raises(TokenizerError):
+        Tokenizer.load(tmp_path / "missing.json")
+
+
+# ------------------------------------------------------------------ data
+
+def test_text_data_labels_and_split_by_painting(text_data):
+    train = data_mod.load_text_data(text_data, "train")
+    val = data_mod.load_text_data(text_data, "val")
+    everything = data_mod.load_text_data(text_data)
+    assert len(train) + len(val) == len(everything) and len(val) > 0
+    assert not set(t for t, k in zip(train.texts, train.kinds) if k == "title") & \
+        set(t for t, k in zip(val.texts, val.kinds) if k == "title")
+    # "cubism" is not one of our styles, "sketch_and_study" maps to no subject
+    for text, style in zip(everything.texts, everything.labels["style"].tolist()):
+        assert style == -1 or STYLES[style].split("_")[0] in text.split()
+    assert (everything.labels["subject"] == -1).any() and (everything.labels["style"] == -1).any()
+    assert set(everything.kinds) == {"title", "description", "semart_title"}
+
+
+def test_painting_split_is_stable_and_ignores_case_and_spacing():
+    assert data_mod.painting_split("Claude Monet", "Water  Lilies") == data_mod.painting_split(
+        "claude monet", "water lilies")
+    splits = [data_mod.painting_split("a", f"title {i}") for i in range(2000)]
+    assert 0.10 < splits.count("val") / 2000 < 0.20
+
+
+# ------------------------------------------------------------------ models and training
+
+def test_noise_drops_and_swaps_whole_words():
+    from artlab.train_text import add_noise, token_accuracy
+
+    tok = Tokenizer.build(CORPUS, min_count=1)
+    ids = tok.encode("stormy tapirs at night stormiest")
+    starts = tok.word_starts(ids)
+    rng = random.Random(1)
+    for _ in range(50):
+        noisy = add_noise(ids, starts, rng, drop=0.3, swap=0.3)
+        assert noisy and set(tok.decode(noisy).split()) <= set(tok.decode(ids).split())
+    assert token_accuracy([[1, 2, 3]], [[1, 2, 3]]) == 1.0
+    assert token_accuracy([[1, 2]], [[1, 2, 3, 4]]) == 0.5
+    assert token_accuracy([[1, 9, 3, 4, 5]], [[1, 2, 3, 4]]) == 0.6
+
+
+def test_models_handle_padding_consistently():
+    from artlab.models.text import TextAutoencoder, TextClassifier
+    from artlab.tokenizer import pad_batch
+
+    torch.manual_seed(0)
+    clf = TextClassifier(50, {"subject": 5, "style": 7}, embed_dim=8, hidden=8).eval()
+    ae = TextAutoencoder(50, embed_dim=8, hidden=8, code_dim=8, decoder_hidden=8).eval()
+    alone, _ = pad_batch([[5, 6, 7]])
+    together, lengths = pad_batch([[5, 6, 7], [8, 9, 10, 11, 12, 13]])
+    a = clf(alone, torch.tensor([3]))["subject"][0]
+    b = clf(together, lengths)["subject"][0]
+    assert torch.allclose(a, b, atol=1e-5)          # padding never changes an answer
+    assert torch.allclose(ae.encode(alone, torch.tensor([3]))[0], ae.encode(together, lengths)[0], atol=1e-5)
+    assert ae.encode(together, lengths).shape == (2, 8)
+    assert all(len(s) <= 5 for s in ae.generate(ae.encode(together, lengths), 5))
+
+
+def test_tiny_training_lowers_the_loss(trained):
+    _, clf, ae = trained
+    for card in (clf, ae):
+        history = card["training"]["history"]
+        assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert set(clf["metrics"]["val"]) == {"title->subject", "title->style", "description->subject"}
+    assert clf["labels"] == {"subject": list(SUBJECTS), "style": list(STYLES)}
+
+
+def test_save_load_round_trip(trained, text_data):
+    from artlab.text_inference import load_text_autoencoder, load_text_classifier
+    from artlab.train_text import evaluate_autoencoder, evaluate_classifier
+
+    folder, clf_card, ae_card = trained
+    for name in ("text_classifier", "text_autoencoder"):
+        assert (folder / f"{name}.safetensors").is_file() and (folder / f"{name}.vocab.json").is_file()
+        card = json.loads((folder / f"{name}.json").read_text())
+        assert card["licence"] and card["command"] and card["date"] and card["architecture"]
+    model, tokenizer, card = load_text_classifier(folder, "cpu")
+    val = data_mod.load_text_data(text_data, "val")
+    report = evaluate_classifier(model, tokenizer, val, "cpu")
+    for task, result in clf_card["metrics"]["val"].items():   # fp16 storage: same answers
+        assert abs(report[task]["accuracy"] - result["accuracy"]) <= 0.05
+    ae, ae_tok, _ = load_text_autoencoder(folder, "cpu")
+    titles = [t for t, k in zip(val.texts, val.kinds) if k == "title"]
+    again = evaluate_autoencoder(ae, ae_tok, titles, "cpu")
+    assert 0 <= again["token_accuracy"] <= 1
+
+
+def test_bag_of_words_baseline_learns(text_data):
+    from artlab.train_text import bow_baseline
+
+    report = bow_baseline(data_mod.load_text_data(text_data, "train"), data_mod.load_text_data(text_data, "val"))
+    assert set(report) == {"title->subject", "title->style", "description->subject"}
+    assert report["title->subject"]["accuracy"] > 0.6     # the subject words are in every title
+
+
+def test_missing_or_mismatched_vocabulary_is_a_weights_error(trained, tmp_path):
+    import shutil
+
+    from artlab.text_inference import load_text_classifier
+    from artlab.weights import WeightsError
+
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(trained[0] / f"text_classifier{suffix}", tmp_path / f"text_classifier{suffix}")
+    with pytest.raises(WeightsError, match="vocabulary file not found"):
+        load_text_classifier(tmp_path, "cpu")
+    Tokenizer.build(["just a few words"], min_count=1).save(tmp_path / "text_classifier.vocab.json")
+    with pytest.raises(WeightsError, match="tokens"):
+        load_text_classifier(tmp_path, "cpu")
+
+
+# ------------------------------------------------------------------ inference and bad input
+
+def _check_answer(record, text):
+    assert record["text"] == text[:200]
+    assert [n for n, _ in record["subject"]] and sorted(n for n, _ in record["subject"]) == sorted(SUBJECTS)
+    assert sorted(n for n, _ in record["style"]) == sorted(STYLES)
+    for head in ("subject", "style"):
+        probs = [p for _, p in record[head]]
+        assert probs == sorted(probs, reverse=True) and abs(sum(probs) - 1) < 0.01
+    assert isinstance(record["reconstruction"], str)
+
+
+def test_analyze_answers_in_order(models):
+    texts = ["river at evening", "portrait of a woman", "madonna with saint"]
+    records = models.analyze(texts)
+    assert len(records) == 3
+    for record, text in zip(records, texts):
+        _check_answer(record, text)
+        assert "error" not in record
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\t\n  "])
+def test_empty_text_is_an_error_record(models, text):
+    [record] = models.analyze([text])
+    assert record == {"text": text, "error": record["error"]} and "empty" in record["error"]
+
+
+def test_only_control_chars_is_an_error_record(models):
+    [record] = models.analyze(["\x00\x01\x7f\u200b"])
+    assert "error" in record and "subject" not in record
+
+
+@pytest.mark.parametrize("text", ["山水画 夜晚的海", "🌅🎨🌊", "sea\x00 at\x07 night\x1b", "Море ночью", "ok 🎨 山"])
+def test_other_scripts_emoji_control_chars_are_answered(models, text):
+    [record] = models.analyze([text])
+    _check_answer(record, text)
+
+
+def test_unknown_script_gets_a_low_confidence_note(models):
+    [record] = models.analyze(["山水画夜晚的海"])
+    assert "low confidence" in record["note"]
+
+
+def test_one_megabyte_text_is_truncated_with_a_note(models):
+    text = ("A river in the mountain forest near the old market. " * 20000)[:1_000_000]
+    [record] = models.analyze([text])
+    _check_answer(record, text)
+    assert "truncated" in record["note"] and len(record["text"]) == 200
+
+
+# ------------------------------------------------------------------ the command
+
+def test_predict_text_json_from_arguments(trained, capsys):
+    from artlab.cli import main
+
+    code = main(["predict-text", "--weights", str(trained[0]), "--json", "river at evening", "  ", "madonna"])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 1 and len(lines) == 3                        # 1: one input was an error
+    records = [json.loads(line) for line in lines]
+    _check_answer(records[0], "river at evening")
+    assert "error" in records[1] and records[1]["text"] == "  "
+    _check_answer(records[2], "madonna")
+
+
+def test_predict_text_streams_stdin_one_line_per_input(trained):
+    lines = [f"river {i} at evening" for i in range(600)]
+    lines[3], lines[10], lines[20], lines[30] = "", "山水画 🎨", "sea\x07night", "x" * 300_000
+    stdin = ("\n".join(lines) + "\n").encode("utf-8") + b"bad \xff bytes\n"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "artlab", "predict-text", "--weights", str(trained[0]), "--json"],
+                            input=stdin, capture_output=True, cwd=ROOT, env=env, timeout=120)
+    out = result.stdout.decode("utf-8").splitlines()
+    assert len(out) == 601, result.stderr.decode()[-2000:]
+    records = [json.loads(line) for line in out]
+    for i, record in enumerate(records[:600]):
+        assert record["text"] == lines[i][:200]
+        assert ("error" in record) == (i == 3)
+    assert "truncated" in records[30]["note"]
+    assert records[600]["text"] == "bad \ufffd bytes" and "subject" in records[600]
+    assert result.returncode == 1
+
+
+def test_predict_text_readable_output_and_bad_weights(trained, tmp_path, capsys):
+    from artlab.cli import main
+
+    assert main(["predict-text", "--weights", str(trained[0]), "portrait of a man"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("portrait of a man\n  subject") and "rebuilt" in out
+    assert main(["predict-text", "--weights", str(tmp_path), "x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and len(err.strip().splitlines()) == 1
+
+
+def test_stdin_batches_keep_order_and_do_not_wait_for_a_full_batch():
+    from artlab.cli_text import _stdin_batches
+
+    stream = io.BytesIO(b"".join(f"line {i}\n".encode() for i in range(1000)) + b"last")
+    batches = list(_stdin_batches(stream, 256))
+    flat = [line for batch in batches for line in batch]
+    assert flat == [f"line {i}" for i in range(1000)] + ["last"]
+    assert all(len(b) <= 256 for b in batches)
+
+
+def test_evaluate_text_prints_rnn_and_baseline(trained, text_data, capsys):
+    from artlab.cli import main
+
+    assert main(["evaluate-text", "--data", str(text_data), "--weights", str(trained[0])]) == 0
+    out = capsys.readouterr().out
+    for task in ("title->subject", "title->style", "description->subject"):
+        assert task in out
+    assert "BoW-LR" in out and "token accuracy" in out
