@@ -104,9 +104,9 @@ def _artwork_tab(ctx, lang, active_weights, relabel):
             subject = gr.Label(num_top_classes=3, label=t("subject"), elem_id="subject-label", elem_classes="artlab-label")
             relabel += [(style, "style"), (subject, "subject")]
     with gr.Row(equal_height=True):
-        heatmap = gr.Image(label=t("gradcam"), interactive=False, height=300, scale=2)
-        seen = gr.Image(label=t("ae_input"), interactive=False, height=300, scale=1)
-        recon = gr.Image(label=t("reconstruction"), interactive=False, height=300, scale=1)
+        heatmap = gr.Image(label=t("gradcam"), interactive=False, height=300, scale=2, format="jpeg")
+        seen = gr.Image(label=t("ae_input"), interactive=False, height=300, scale=1, format="png")
+        recon = gr.Image(label=t("reconstruction"), interactive=False, height=300, scale=1, format="png")
         relabel += [(heatmap, "gradcam"), (seen, "ae_input"), (recon, "reconstruction")]
     psnr = gr.Markdown(elem_classes="psnr")
     similar = gr.Gallery(label=t("similar"), columns=6, height=220, allow_preview=False, object_fit="cover")
@@ -167,7 +167,7 @@ def _gallery_tab(ctx, lang, relabel, tabs):
     ids = gr.State([])
     with gr.Column(visible=False) as detail_box:
         with gr.Row(equal_height=False, elem_classes="work-detail"):
-            picture = gr.Image(label=t("work_image"), interactive=False, height=420)
+            picture = gr.Image(label=t("work_image"), interactive=False, height=420, format="jpeg")
             with gr.Column():
                 info = gr.Markdown()
                 work_style = gr.Label(num_top_classes=3, label=t("style"), elem_classes="artlab-label")
