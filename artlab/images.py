@@ -81,7 +81,9 @@ def load_image(source, max_side: int | None = None) -> Image.Image:
     else:
         data = _read_bytes(source)
         try:
-            im = Image.open(io.BytesIO(data))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we check size ourselves
+                im = Image.open(io.BytesIO(data))
         except UnidentifiedImageError:
             raise ImageError(f"{_name(source)}: not an image, or a format we cannot read") from None
         except (OSError, ValueError, SyntaxError) as e:

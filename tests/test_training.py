@@ -1,0 +1,110 @@
+"""The one training loop and the image recipes, on tiny data the tests make."""
+
+import json
+
+import torch
+
+from artlab.cli import main
+from artlab.inference import load_autoencoder, load_classifier
+from artlab.train import fit
+from artlab.train_image import train_autoencoder, train_classifier
+from artlab.weights import read_card
+
+
+def _toy_problem():
+    torch.manual_seed(0)
+    x = torch.randn(64, 8)
+    y = (x[:, 0] > 0).long()
+    model = torch.nn.Linear(8, 2)
+
+    def batches(epoch):
+        for i in range(0, 64, 16):
+            yield x[i:i + 16], y[i:i + 16]
+
+    def step(model, batch):
+        return torch.nn.functional.cross_entropy(model(batch[0]), batch[1])
+
+    return model, batches, step
+
+
+def test_fit_lowers_the_loss_and_keeps_the_best_epoch():
+    model, batches, step = _toy_problem()
+    scores = iter([0.1, 0.9, 0.2, 0.3])  # best at epoch 2
+    snapshots = []
+
+    def evaluate(m):
+        snapshots.append(m.weight.detach().clone())
+        return {"score": next(scores)}
+
+    result = fit(model, batches, step, epochs=4, steps_per_epoch=4, device=torch.device("cpu"),
+                 param_groups=[{"params": model.parameters(), "lr": 0.1}], evaluate=evaluate, show_progress=False)
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert result.best_epoch == 2 and torch.equal(model.weight, snapshots[1])
+
+
+def test_fit_stops_at_the_next_step_when_asked():
+    model, batches, step = _toy_problem()
+    calls = {"n": 0}
+
+    def should_stop():
+        calls["n"] += 1
+        return calls["n"] > 6  # stop during the second epoch
+
+    result = fit(model, batches, step, epochs=10, steps_per_epoch=4, device=torch.device("cpu"),
+                 param_groups=[{"params": model.parameters(), "lr": 0.1}], should_stop=should_stop,
+                 show_progress=False)
+    assert result.stopped and len(result.history) == 2
+
+
+def test_early_stopping():
+    model, batches, step = _toy_problem()
+    scores = iter([0.5, 0.4, 0.3, 0.2, 0.1, 0.0])
+    result = fit(model, batches, step, epochs=6, steps_per_epoch=4, device=torch.device("cpu"),
+                 param_groups=[{"params": model.parameters(), "lr": 0.1}], evaluate=lambda m: {"score": next(scores)},
+                 patience=2, show_progress=False)
+    assert result.early_stopped and len(result.history) == 3
+
+
+def test_tiny_classifier_training_lowers_loss_and_round_trips(class_folders, tmp_path):
+    card = train_classifier(class_folders, tmp_path, epochs=3, batch_size=16, lr=3e-3, image_size=64,
+                            device="cpu", command="test")
+    losses = [record["train_loss"] for record in card["training"]["history"]]
+    assert losses[-1] < losses[0]
+    saved = read_card(tmp_path / "art_classifier")
+    assert saved["labels"]["style"][0] == "art_nouveau" and "per_class" in saved["metrics"]["val"]["style"]
+    assert "non-commercial" in saved["licence"]
+    # save -> load gives identical outputs (the fp16 storage is what both sides use)
+    model, _ = load_classifier(tmp_path, "cpu")
+    again, _ = load_classifier(tmp_path, "cpu")
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.inference_mode():
+        assert torch.equal(model(x)["style"], again(x)["style"])
+
+
+def test_save_load_round_trip_is_exact_for_the_stored_weights(class_folders, tmp_path):
+    from artlab.models.autoencoder import ArtAutoencoder
+    from artlab.weights import save_checkpoint
+
+    model = ArtAutoencoder(16).eval().half().float()  # values representable in fp16
+    save_checkpoint(model, tmp_path / "art_autoencoder", {"config": {"width": 16}, "input_size": 128})
+    loaded, _ = load_autoencoder(tmp_path, "cpu")
+    x = torch.rand(1, 3, 128, 128) * 2 - 1
+    with torch.inference_mode():
+        assert torch.equal(model(x), loaded(x))
+
+
+def test_tiny_autoencoder_training(class_folders, tmp_path):
+    card = train_autoencoder(class_folders, tmp_path, epochs=2, batch_size=16, width=16, device="cpu")
+    losses = [record["train_loss"] for record in card["training"]["history"]]
+    assert losses[-1] < losses[0]
+    assert card["metrics"]["val"]["psnr_db"] > 0
+
+
+def test_evaluate_command_prints_and_writes_json(class_folders, tiny_weights, tmp_path, capsys):
+    out = tmp_path / "report.json"
+    assert main(["evaluate", "--data", str(class_folders / "styles" / "val"), "--weights", str(tiny_weights),
+                 "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "style: top-1 accuracy" in printed and "confusion" in printed
+    report = json.loads(out.read_text())
+    assert report["heads"]["style"]["count"] == 14 and len(report["heads"]["style"]["confusion"]["matrix"]) == 7
