@@ -220,6 +220,25 @@ def test_models_handle_padding_consistently():
     assert all(len(s) <= 5 for s in ae.generate(ae.encode(together, lengths), 5))
 
 
+def test_fast_greedy_decoding_matches_the_teacher_forced_model():
+    from artlab.models.text import TextAutoencoder
+    from artlab.tokenizer import BOS_ID, EOS_ID, pad_batch
+
+    torch.manual_seed(0)
+    ae = TextAutoencoder(60, embed_dim=8, hidden=8, code_dim=8, decoder_hidden=12).eval()
+    ae.out_bias.data[EOS_ID] = 1.5                  # so that some texts end early, some at their limit
+    ids, lengths = pad_batch([[5, 6, 7], [8, 9, 10, 11], [12] * 9, [30, 31]])
+    code = ae.encode(ids, lengths)
+    limits = torch.tensor([6, 8, 12, 1])
+    for row, seq in enumerate(ae.generate(code, limits)):
+        assert len(seq) <= limits[row]
+        with torch.no_grad():
+            logits = ae(ids[row:row + 1], lengths[row:row + 1], torch.tensor([[BOS_ID] + seq]))
+        expected = logits.argmax(-1)[0].tolist()
+        assert expected[:len(seq)] == seq
+        assert len(seq) == limits[row] or expected[len(seq)] == EOS_ID
+
+
 def test_tiny_training_lowers_the_loss(trained):
     _, clf, ae = trained
     for card in (clf, ae):

@@ -98,22 +98,36 @@ class TextAutoencoder(nn.Module):
 
     @torch.no_grad()
     def generate(self, code: torch.Tensor, max_len: int | torch.Tensor = 40) -> list[list[int]]:
-        """Greedy decoding from codes; each sequence stops at </s> or its own max_len."""
-        batch = code.shape[0]
-        limits = torch.as_tensor(max_len, device=code.device).expand(batch) if not torch.is_tensor(max_len) \
-            else max_len.to(code.device)
-        hidden = torch.tanh(self.from_code(code)).unsqueeze(0)
-        token = torch.full((batch, 1), BOS_ID, dtype=torch.long, device=code.device)
-        done = torch.zeros(batch, dtype=torch.bool, device=code.device)
-        steps = []
-        for t in range(int(limits.max())):
-            states, hidden = self.decoder(self._step_inputs(token, code), hidden)
-            token = self._logits(states).argmax(-1)
-            done = done | (t >= limits)
-            token = token.masked_fill(done.unsqueeze(1), EOS_ID)
-            steps.append(token)
-            done = done | (token.squeeze(1) == EOS_ID)
-            if bool(done.all()):
+        """Greedy decoding from codes; each sequence stops at </s> or its own max_len.
+
+        The GRU step is written out so that the code's share of the input gates is computed
+        once per text, not once per step, and finished texts leave the batch: same numbers
+        as `forward`, a good deal faster on a CPU."""
+        batch, device = code.shape[0], code.device
+        limits = (max_len.to(device) if torch.is_tensor(max_len)
+                  else torch.full((batch,), int(max_len), device=device))
+        embed_dim = self.embed.embedding_dim
+        w_ih, w_hh = self.decoder.weight_ih_l0, self.decoder.weight_hh_l0
+        code_gates = F.linear(code, w_ih[:, embed_dim:], self.decoder.bias_ih_l0)
+        hidden = torch.tanh(self.from_code(code))
+        token = torch.full((batch,), BOS_ID, dtype=torch.long, device=device)
+        active = torch.arange(batch, device=device)
+        out = [[] for _ in range(batch)]
+        for t in range(int(limits.max()) if batch else 0):
+            gi = F.linear(self.embed(token), w_ih[:, :embed_dim]) + code_gates
+            gh = F.linear(hidden, w_hh, self.decoder.bias_hh_l0)
+            i_r, i_z, i_n = gi.chunk(3, 1)
+            h_r, h_z, h_n = gh.chunk(3, 1)
+            r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+            hidden = (1 - z) * torch.tanh(i_n + r * h_n) + z * hidden
+            token = self._logits(hidden).argmax(-1)
+            going = (token != EOS_ID) & (t < limits)
+            for row, tok in zip(active[going].tolist(), token[going].tolist()):
+                out[row].append(tok)
+            if not bool(going.all()):
+                keep = going.nonzero().squeeze(1)
+                active, token, hidden = active[keep], token[keep], hidden[keep]
+                code_gates, limits = code_gates[keep], limits[keep]
+            if len(active) == 0:
                 break
-        out = torch.cat(steps, 1).tolist() if steps else [[] for _ in range(batch)]
-        return [seq[:seq.index(EOS_ID)] if EOS_ID in seq else seq for seq in out]
+        return out
