@@ -23,7 +23,9 @@ def register(sub):
     f.add_argument("--depth", default="auto",
                    help="'head', 'auto' (last blocks too with >= 100 training images per class), or a number "
                         "of last backbone blocks to fine-tune")
-    f.add_argument("--views", type=int, default=3, help="augmented views per image in the feature cache")
+    f.add_argument("--views", type=int, default=1,
+                   help="augmented views per image in the feature cache, besides the plain one (default 1; "
+                        "more: a little more robust, slower)")
     f.add_argument("--val-fraction", type=float, default=0.2, help="held-out share of each class")
     f.add_argument("--patience", type=int, default=10, help="early stopping patience in epochs")
     f.add_argument("--seed", type=int, default=0)
@@ -32,9 +34,13 @@ def register(sub):
     f.set_defaults(run=run_finetune)
 
     m = sub.add_parser("models", help="list, activate, roll back or delete fine-tuned models")
-    m.add_argument("action", nargs="?", default="list", choices=["list", "activate", "rollback", "delete", "shipped"],
-                   help="list (default); activate NAME[/vN]; rollback; delete NAME/vN; shipped (deactivate)")
-    m.add_argument("key", nargs="?", metavar="NAME[/vN]")
+    m.add_argument("action", nargs="?", default="list",
+                   choices=["list", "activate", "rollback", "delete", "shipped", "import"],
+                   help="list (default); activate NAME[/vN]; rollback; delete NAME/vN; shipped (deactivate); "
+                        "import MODEL.zip --name NAME (a zip of art_classifier.safetensors + .json; "
+                        "pickles are refused)")
+    m.add_argument("key", nargs="?", metavar="NAME[/vN]|ZIP")
+    m.add_argument("--name", help="with import: the model's name (default: the zip's name)")
     m.add_argument("--models", help="models directory (default: $ARTLAB_MODELS or ~/.local/share/artlab/models)")
     m.add_argument("--json", action="store_true")
     m.set_defaults(run=run_models)
@@ -91,8 +97,31 @@ def run_finetune(args) -> int:
     return 0
 
 
+def import_into(registry, upload: Path, name: str | None) -> str:
+    """A model zip into the next version of `name`, checked before it is listed."""
+    import shutil
+
+    from .uploads import import_model
+
+    if not upload.is_file():
+        raise OSError(f"{upload}: no such file")
+    target = registry.next_path(name or upload.stem)
+    staging = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        import_model(upload, staging)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if target.parent.is_dir() and not any(target.parent.iterdir()):
+            target.parent.rmdir()
+        raise
+    return f"{target.parent.name}/{target.name}"
+
+
 def run_models(args) -> int:
     from .registry import Registry
+    from .uploads import UploadError
     from .weights import WeightsError
 
     registry = Registry(args.models)
@@ -107,10 +136,14 @@ def run_models(args) -> int:
             print(f"deleted: {registry.delete(args.key)}")
         elif args.action == "rollback":
             print(f"active: {registry.rollback() or 'the shipped model'}")
+        elif args.action == "import":
+            if not args.key:
+                return _fail("models import needs a model zip")
+            print(f"imported: {import_into(registry, Path(args.key), args.name)}")
         elif args.action == "shipped":
             registry.deactivate()
             print("active: the shipped model")
-    except WeightsError as e:
+    except (WeightsError, UploadError, OSError) as e:
         return _fail(str(e))
     if args.action != "list":
         return 0

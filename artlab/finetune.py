@@ -7,7 +7,7 @@ MIN_PER_CLASS readable images each, at most MAX_IMAGES images in all). The new m
 is the base art model (its backbone, texture branch and neck) with a new "labels" head.
 
 Fast path first: the frozen base model turns every training image (plus a few
-augmented views) into its neck vector once; the new head is then trained on those
+augmented views, `views`) into its neck vector once; the new head is then trained on those
 cached vectors, which takes seconds on a CPU. With enough data (or when asked) a
 second stage fine-tunes the last backbone blocks on images, starting from that head.
 Both stages run in the one training loop, `artlab.train.fit`.
@@ -63,7 +63,7 @@ class FinetuneConfig:
     batch_size: int = 32
     depth: str | int = "auto"   # "head", "auto", or how many of the last backbone blocks to fine-tune
     deep_epochs: int = 8        # image epochs of the deeper stage
-    views: int = 3              # augmented views per training image in the feature cache (plus the plain one)
+    views: int = 1              # augmented views per training image in the feature cache (plus the plain one)
     val_fraction: float = 0.2
     patience: int = 10
     seed: int = 0

@@ -331,3 +331,22 @@ def test_models_list_activate_rollback_delete(trained, tmp_path, capsys):
     assert cli(capsys, "models", "delete", "colours", "--models", registry.root)[0] == 2
     assert cli(capsys, "models", "rollback", "--models", registry.root)[0] == 0
     assert registry.active() is None
+
+    good = _zip(tmp_path / "shared.zip", {p.name: p.read_bytes() for p in model_dir.iterdir()})
+    assert cli(capsys, "models", "import", good, "--models", registry.root)[1].strip() == "imported: shared/v1"
+    torch.save({"w": torch.zeros(1)}, tmp_path / "evil.pt")
+    code, _, err = cli(capsys, "models", "import", tmp_path / "evil.pt", "--models", registry.root)
+    assert code == 2 and "pickle" in err and not (registry.root / "evil").exists()
+
+
+def test_finetune_command_without_out_adds_a_version_to_the_models_directory(tiny_weights, tmp_path, capsys):
+    data = make_classes(tmp_path / "my colours")
+    args = ["finetune", data, "--base", tiny_weights, "--models", tmp_path / "models", "--epochs", "2",
+            "--views", "1", "--activate"]
+    code, out, err = cli(capsys, *args)
+    assert code == 0, err
+    assert "held-out accuracy" in out and "(active as my_colours/v1)" in out
+    assert cli(capsys, *args[:-1], "--json")[0] == 0
+    registry = Registry(tmp_path / "models")
+    assert [e["key"] for e in registry.entries()] == ["my_colours/v1", "my_colours/v2"]
+    assert registry.active() == "my_colours/v1"

@@ -253,6 +253,7 @@ def make_train(base_weights, device):
                     yield session, status, _plot_rows(card["training"]["history"]), *_results(card), gr.skip()
                     return
         finally:
+            stop_event.set()  # a visitor who leaves mid-training frees the trainer at the next step
             _stops.pop(key, None)
 
     return train
