@@ -72,7 +72,7 @@ def _stdin_batches(stream, size: int):
 
 
 def _readable(record: dict) -> str:
-    lines = [record["text"]]
+    lines = [record["text"] if record["text"].strip() else repr(record["text"])]
     if "error" in record:
         return lines[0] + f"\n  error: {record['error']}"
     for head in ("subject", "style"):
