@@ -86,8 +86,12 @@ def load_image(source, max_side: int | None = None) -> Image.Image:
                 im = Image.open(io.BytesIO(data))
         except UnidentifiedImageError:
             raise ImageError(f"{_name(source)}: not an image, or a format we cannot read") from None
+        except Image.DecompressionBombError:  # Pillow's own check at open, past twice its limit
+            raise ImageError(f"{_name(source)}: refused as a decompression bomb (too many pixels)") from None
         except (OSError, ValueError, SyntaxError) as e:
             raise ImageError(f"{_name(source)}: cannot read image ({e})") from None
+        except Exception as e:  # noqa: BLE001 - decoders of untrusted bytes fail in any way (fuzz-found)
+            raise ImageError(f"{_name(source)}: corrupt image (the decoder failed: {type(e).__name__})") from None
     width, height = im.size
     if width * height > MAX_PIXELS:
         raise ImageError(f"{_name(source)}: {width}x{height} is {width * height / 1e6:.0f} megapixels, "
@@ -109,6 +113,8 @@ def load_image(source, max_side: int | None = None) -> Image.Image:
     except (OSError, ValueError, SyntaxError, EOFError) as e:
         reason = "truncated or corrupt image" if "truncated" in str(e) or isinstance(e, EOFError) else str(e)
         raise ImageError(f"{_name(source)}: {reason}") from None
+    except Exception as e:  # noqa: BLE001 - e.g. Pillow's GIF reader raises IndexError on a cut animation
+        raise ImageError(f"{_name(source)}: corrupt image (the decoder failed: {type(e).__name__})") from None
     if max_side and max(rgb.size) > max_side:
         rgb.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
     return rgb
