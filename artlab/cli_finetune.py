@@ -59,6 +59,10 @@ def _fail(message: str) -> int:
 
 
 def run_finetune(args) -> int:
+    import logging
+
+    from tqdm import tqdm
+
     from .finetune import FinetuneConfig, FinetuneError, finetune
     from .metrics import format_confusion
     from .registry import Registry
@@ -68,9 +72,19 @@ def run_finetune(args) -> int:
                             deep_epochs=args.deep_epochs, views=args.views, val_fraction=args.val_fraction,
                             patience=args.patience, seed=args.seed, device=args.device)
     registry = Registry(args.models)
+    epoch_log = logging.getLogger("artlab.train")
+    level = epoch_log.level
+    if not args.verbose:  # one line per epoch is too chatty for a head that runs dozens of epochs a second
+        epoch_log.setLevel(logging.WARNING)
+    bar = tqdm(total=100, desc="fine-tuning", leave=False, disable=None, bar_format="{desc}: {percentage:3.0f}%|{bar}|")
+
+    def progress(fraction, text):
+        bar.set_description_str(text)
+        bar.update(int(fraction * 100) - bar.n)
+
     try:
         out = args.out or registry.next_path(args.name or args.data.resolve().name)
-        card = finetune(args.data, out, base=args.base, config=config,
+        card = finetune(args.data, out, base=args.base, config=config, progress=progress,
                         command="python -m artlab " + " ".join(sys.argv[1:]))
         key = None
         if args.activate:
@@ -79,6 +93,9 @@ def run_finetune(args) -> int:
             key = registry.activate(f"{out.parent.name}/{out.name}")
     except (FinetuneError, WeightsError) as e:
         return _fail(str(e))
+    finally:
+        bar.close()
+        epoch_log.setLevel(level)
     val = card["metrics"]["val"]
     if args.json:
         print(json.dumps({"out": str(out), "classes": card["classes"], "val": val,
