@@ -19,6 +19,7 @@ from .device import pick_device
 from .explain import cam_for, classify_with_cam, overlay
 from .images import letterbox, load_image, normalize, to_uint8_tensor
 from .models.autoencoder import IMAGE_SIZE as AE_SIZE, ArtAutoencoder, interpolate, psnr
+from .models.backbone import fuse_batchnorm
 from .models.classifier import ArtClassifier
 from .weights import WeightsError, load_into, read_card, resolve
 
@@ -44,13 +45,14 @@ def classifier_probs(model: ArtClassifier, images_uint8: torch.Tensor, size: int
 
 
 def _probs(model, x, tta):
-    out = model(x)
+    """Softmax per head and the embedding; with tta the mirror image rides in the same batch."""
+    n = len(x)
+    out = model(torch.cat([x, x.flip(3)]) if tta else x)
     probs = {k: v.float().softmax(1) for k, v in out.items() if k != "embedding"}
     embedding = out["embedding"]
     if tta:
-        flipped = model(x.flip(3))
-        probs = {k: (v + flipped[k].float().softmax(1)) / 2 for k, v in probs.items()}
-        embedding = F.normalize(embedding + flipped["embedding"], dim=1)
+        probs = {k: (v[:n] + v[n:]) / 2 for k, v in probs.items()}
+        embedding = F.normalize(embedding[:n] + embedding[n:], dim=1)
     probs["embedding"] = embedding
     return probs
 
@@ -98,6 +100,7 @@ class ArtModels:
     def __init__(self, weights=None, device=None, autoencoder: bool = True, tta: bool = True):
         self.device = pick_device(device)
         self.classifier, self.card = load_classifier(weights, self.device)
+        fuse_batchnorm(self.classifier.backbone)  # inference only: never trained after this
         self.labels = {head: tuple(names) for head, names in self.card["labels"].items()}
         self.input_size = int(self.card["input_size"])
         self.autoencoder, self.ae_card = None, None

@@ -134,3 +134,18 @@ def load_imagenet_weights(model: EfficientNetLite0, path: str | None = None) -> 
     mapped = map_pretrained(state)
     model.load_state_dict(mapped, strict=True)  # strict: raises on any missing or extra tensor
     return model
+
+
+def fuse_batchnorm(model: nn.Module) -> nn.Module:
+    """Fold every BatchNorm that follows a convolution into that convolution, for inference.
+
+    Saves a pass over every feature map (about a quarter of Lite0's CPU time). The module must
+    be in eval mode and must not be trained afterwards.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for module in model.modules():
+        if isinstance(module, Conv2dNormActivation) and isinstance(module[1], nn.BatchNorm2d):
+            module[0] = fuse_conv_bn_eval(module[0].eval(), module[1].eval())
+            module[1] = nn.Identity()
+    return model
