@@ -12,7 +12,36 @@ import re
 
 import torch
 from torch import nn
-from torchvision.ops import Conv2dNormActivation, StochasticDepth
+
+# torchvision.ops has the same two blocks, but importing torchvision pulls in every model
+# definition it ships and doubles the CLI's start-up; these are the few lines we need, with the
+# same layout (and so the same state-dict names) as torchvision.ops.Conv2dNormActivation.
+
+
+class Conv2dNormActivation(nn.Sequential):
+    """conv -> BatchNorm -> activation (optional), as torchvision.ops.Conv2dNormActivation."""
+
+    def __init__(self, cin, cout, kernel, stride=1, padding=None, groups=1, norm_layer=nn.BatchNorm2d,
+                 activation_layer=nn.ReLU6, bias=False):
+        layers = [nn.Conv2d(cin, cout, kernel, stride, kernel // 2 if padding is None else padding,
+                            groups=groups, bias=bias), norm_layer(cout)]
+        if activation_layer is not None:
+            layers.append(activation_layer(inplace=True))
+        super().__init__(*layers)
+
+
+class StochasticDepth(nn.Module):
+    """Drop a residual branch for whole samples while training (torchvision.ops.StochasticDepth, "row")."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.empty(x.shape[0], 1, 1, 1, device=x.device).bernoulli_(1 - self.p)
+        return x * keep / (1 - self.p)
 
 # (expand ratio, kernel, stride, out channels, repeats) per stage, from the paper.
 LITE0_STAGES = (
@@ -53,7 +82,7 @@ class MBConv(nn.Module):
         self.depthwise = _conv_bn(hidden, hidden, kernel, stride, groups=hidden)
         self.project = _conv_bn(hidden, cout, 1, act=False)
         self.residual = stride == 1 and cin == cout
-        self.drop_path = StochasticDepth(drop_path, "row") if self.residual else nn.Identity()
+        self.drop_path = StochasticDepth(drop_path) if self.residual else nn.Identity()
 
     def forward(self, x):
         out = self.project(self.depthwise(self.expand(x)))
