@@ -44,11 +44,11 @@ log = logging.getLogger(__name__)
 TRAINING = dict(concurrency_id="training", concurrency_limit=1)
 TRY = dict(concurrency_id="train-try", concurrency_limit=2)
 DEPTHS = ["auto", "head", "1", "2", "3", "4"]
+PLOT_COLOURS = {"training loss": "#4c78a8", "held-out loss": "#f58518", "held-out accuracy": "#e45756"}
 _stops: dict[str, threading.Event] = {}        # session -> its Stop signal
 _busy = threading.Lock()                       # held while any visitor's model trains
 _models: dict[str, object] = {}                # model folder -> ArtModels, for Try it
 _models_lock = threading.Lock()
-EMPTY_PLOT = pd.DataFrame({"epoch": [], "value": [], "metric": []})
 
 
 # ------------------------------------------------------------------ session folders
@@ -181,7 +181,8 @@ def _plot_rows(history: list[dict]) -> pd.DataFrame:
             rows.append({"epoch": i, "value": record["val_loss"], "metric": "held-out loss"})
         if record.get("val_accuracy") is not None:
             rows.append({"epoch": i, "value": record["val_accuracy"], "metric": "held-out accuracy"})
-    return pd.DataFrame(rows) if rows else EMPTY_PLOT
+    # None, not an empty frame: a plot that starts from an empty frame draws no lines when updated (gradio 6).
+    return pd.DataFrame(rows) if rows else None
 
 
 def _results(card: dict):
@@ -377,8 +378,9 @@ def build_train_tab(ctx=None, active_weights: gr.State | None = None, *, models_
         train_btn = gr.Button("Train", variant="primary")
         stop_btn = gr.Button("Stop (keep the best so far)", variant="stop")
     status = gr.Markdown()
-    plot = gr.LinePlot(EMPTY_PLOT, x="epoch", y="value", color="metric", label="Loss and accuracy per epoch",
-                       y_lim=[0, None], height=260)
+    plot = gr.LinePlot(None, x="epoch", y="value", color="metric", label="Loss and accuracy per epoch",
+                       color_map=PLOT_COLOURS, height=260,
+                       caption="blue: training loss · orange: held-out loss · red: held-out accuracy")
     with gr.Row():
         per_class = gr.Dataframe(label="Per-class held-out accuracy", interactive=False)
         confusion = gr.Dataframe(label="Confusion matrix (rows: true class)", interactive=False)
@@ -404,8 +406,11 @@ def build_train_tab(ctx=None, active_weights: gr.State | None = None, *, models_
     overview = [counts, notes, target]
     add_btn.click(add_class, [new_class, session], [session, *overview, new_class], api_name="train_add_class")
     new_class.submit(add_class, [new_class, session], [session, *overview, new_class], api_visibility="private")
-    files.upload(add_class_images, [files, target, session], [session, *overview], api_name="train_add_images")
-    zip_upload.upload(add_zip, [zip_upload, session], [session, *overview], api_name="train_add_zip")
+    # The upload boxes are emptied once their files are taken, so that the next upload brings only its own.
+    files.upload(add_class_images, [files, target, session], [session, *overview], api_name="train_add_images"
+                 ).then(lambda: None, None, files, api_visibility="private", queue=False)
+    zip_upload.upload(add_zip, [zip_upload, session], [session, *overview], api_name="train_add_zip"
+                      ).then(lambda: None, None, zip_upload, api_visibility="private", queue=False)
     reset_btn.click(start_over, [session], [session, *overview], api_visibility="private")
 
     train_btn.click(queued_notice, None, None, queue=False, api_visibility="private").then(
