@@ -48,6 +48,7 @@ PLOT_COLOURS = {"training loss": "#4c78a8", "held-out loss": "#f58518", "held-ou
 _stops: dict[str, threading.Event] = {}        # session -> its Stop signal
 _busy = threading.Lock()                       # held while any visitor's model trains
 _models: dict[str, object] = {}                # model folder -> ArtModels, for Try it
+MAX_CACHED_MODELS = 8
 _models_lock = threading.Lock()
 
 
@@ -267,6 +268,8 @@ def _classifier(folder: str, device):
 
     with _models_lock:
         if folder not in _models:
+            while len(_models) >= MAX_CACHED_MODELS:   # dicts keep insertion order: drop the oldest
+                del _models[next(iter(_models))]
             _models[folder] = ArtModels(folder, device, autoencoder=False)
         return _models[folder]
 
