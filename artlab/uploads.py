@@ -26,6 +26,7 @@ from .weights import WeightsError, read_tensors
 MAX_ZIP_FILES = MAX_IMAGES + 1000           # entries, including skipped ones
 MAX_ZIP_BYTES = 2 * 1024 ** 3               # total uncompressed size
 MAX_ZIP_DEPTH = 6                           # folder levels inside the zip
+MAX_NAME_BYTES = 200                        # a class folder's name in UTF-8 (file systems allow 255)
 PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib", ".npy", ".npz"}
 CHUNK = 1 << 20
 
@@ -45,15 +46,21 @@ class ImportResult:
 
 def class_name(name: str) -> str:
     """A class name usable as a folder name (no separators, no leading dot); UploadError if empty."""
-    cleaned = "".join("_" if c in '/\\:*?"<>|\0' else c for c in str(name).strip()).strip(". ")
+    cleaned = "".join("_" if c in '/\\:*?"<>|\0' else c for c in str(name).strip()
+                      if not 0xD800 <= ord(c) <= 0xDFFF).strip(". ")   # lone surrogates cannot be file names
     if not cleaned:
         raise UploadError(f"{name!r}: a class needs a name")
-    return cleaned[:MAX_NAME_CHARS]
+    cleaned = cleaned[:MAX_NAME_CHARS]
+    while len(cleaned.encode("utf-8")) > MAX_NAME_BYTES:   # 64 emoji are 256 bytes: too long for a folder
+        cleaned = cleaned[:-1]
+    return cleaned
 
 
 def _check_entry(info: zipfile.ZipInfo) -> PurePosixPath:
     name = info.filename.replace("\\", "/")
     path = PurePosixPath(name)
+    if not path.parts or path.parts == ("/",):  # "" (a NUL-truncated name), "." or "./."
+        raise UploadError(f"zip refused: an entry has no usable name ({info.filename!r})")
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
         raise UploadError(f"zip refused: {info.filename!r} has an absolute path")
     if ".." in path.parts:
@@ -65,6 +72,11 @@ def _check_entry(info: zipfile.ZipInfo) -> PurePosixPath:
     if len(path.parts) > MAX_ZIP_DEPTH + 1:
         raise UploadError(f"zip refused: {info.filename!r} is nested more than {MAX_ZIP_DEPTH} folders deep")
     return path
+
+
+def _files(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+    """The entries that are not folders (ZipInfo.is_dir() fails on an empty name: fuzz-found)."""
+    return [i for i in archive.infolist() if not i.filename.endswith("/")]
 
 
 def _open_zip(zip_path: str | Path) -> zipfile.ZipFile:
@@ -88,7 +100,7 @@ def import_zip(zip_path: str | Path, dest: str | Path, max_bytes: int = MAX_ZIP_
     """Extract the images of a zip of class folders into dest/<class>/; UploadError refuses it whole."""
     dest = Path(dest)
     with _open_zip(zip_path) as archive:
-        infos = [i for i in archive.infolist() if not i.is_dir()]
+        infos = _files(archive)
         if len(infos) > max_files:
             raise UploadError(f"zip refused: {len(infos)} files, over the cap of {max_files}")
         paths = [_check_entry(info) for info in infos]
@@ -124,8 +136,8 @@ def _hidden(path: PurePosixPath) -> bool:
 
 def _extract(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, budget: list[int]) -> None:
     """Copy one entry, counting the bytes really inflated against the zip's remaining budget."""
-    target.parent.mkdir(parents=True, exist_ok=True)
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         with archive.open(info) as src, open(target, "wb") as out:
             while chunk := src.read(CHUNK):
                 budget[0] -= len(chunk)
@@ -179,7 +191,7 @@ def import_model(upload: str | Path, dest: str | Path) -> dict:
     wanted = {f"{CLASSIFIER_NAME}.safetensors", f"{CLASSIFIER_NAME}.json"}
     dest.mkdir(parents=True, exist_ok=True)
     with _open_zip(upload) as archive:
-        infos = [i for i in archive.infolist() if not i.is_dir()]
+        infos = _files(archive)
         if len(infos) > 16:
             raise UploadError(f"{upload.name}: a model zip holds a handful of files, not {len(infos)}")
         budget = [MAX_ZIP_BYTES]
