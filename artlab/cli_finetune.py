@@ -82,6 +82,7 @@ def run_finetune(args) -> int:
         bar.set_description_str(text)
         bar.update(int(fraction * 100) - bar.n)
 
+    out = args.out
     try:
         out = args.out or registry.next_path(args.name or args.data.resolve().name)
         card = finetune(args.data, out, base=args.base, config=config, progress=progress,
@@ -93,6 +94,9 @@ def run_finetune(args) -> int:
             key = registry.activate(f"{out.parent.name}/{out.name}")
     except (FinetuneError, WeightsError) as e:
         return _fail(str(e))
+    except OSError as e:  # disk full, read-only models directory: the previous models are untouched
+        return _fail(f"could not write the model {out or ''} ({e.strerror or e}); "
+                     f"the previous models are unchanged")
     finally:
         bar.close()
         epoch_log.setLevel(level)
