@@ -25,6 +25,7 @@ def register(sub):
     t.add_argument("--epochs", type=int, default=8, help="classifier epochs")
     t.add_argument("--ae-epochs", type=int, default=12, help="autoencoder epochs")
     t.add_argument("--batch", type=int, default=128)
+    t.add_argument("--lr", type=float, default=2e-3, help="classifier learning rate")
     t.add_argument("--limit", type=int, help="at most this many texts per split (quick runs)")
     t.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     t.add_argument("--device")
@@ -121,7 +122,7 @@ def run_train(args) -> int:
     _set_threads(args.threads)
     command = "python -m artlab " + " ".join(sys.argv[1:])
     if args.model in ("classifier", "all"):
-        card = train_classifier(args.data, args.out, epochs=args.epochs, batch_size=args.batch,
+        card = train_classifier(args.data, args.out, epochs=args.epochs, batch_size=args.batch, lr=args.lr,
                                 limit=args.limit, device=args.device, command=command)
         print(json.dumps({k: r["accuracy"] for k, r in card["metrics"]["val"].items()}))
     if args.model in ("autoencoder", "all"):

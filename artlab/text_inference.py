@@ -52,7 +52,8 @@ def load_text_classifier(weights=None, device=None) -> tuple[TextClassifier, Tok
     config = card.get("config", {})
     tokenizer = _load_tokenizer(path, card)
     heads = {name: len(labels) for name, labels in card["labels"].items()}
-    model = TextClassifier(len(tokenizer), heads, embed_dim=config["embed_dim"], hidden=config["hidden"])
+    model = TextClassifier(len(tokenizer), heads, embed_dim=config["embed_dim"], hidden=config["hidden"],
+                           embedding_pool=config.get("embedding_pool", False))
     load_into(model, path)
     return model.float().eval().to(pick_device(device)), tokenizer, card
 

@@ -64,7 +64,8 @@ def _labelled(texts: data_mod.TextSet) -> list[int]:
 
 
 def train_classifier(data_root: Path, out_dir: Path, *, epochs: int = 8, batch_size: int = 128,
-                     lr: float = 2e-3, embed_dim: int = 128, hidden: int = 256, limit: int | None = None,
+                     lr: float = 2e-3, embed_dim: int = 128, hidden: int = 256, embedding_pool: bool = True,
+                     limit: int | None = None,
                      device=None, name: str = "text_classifier", seed: int = 0, command: str = "",
                      show_progress: bool = True) -> dict:
     device = pick_device(device)
@@ -81,7 +82,7 @@ def train_classifier(data_root: Path, out_dir: Path, *, epochs: int = 8, batch_s
     log.info("train: %d labelled texts (%d with descriptions repeated), val: %d, vocabulary %d, device %s",
              len(labelled), len(pool), len(val), len(tokenizer), device)
     model = TextClassifier(len(tokenizer), {h: len(n) for h, n in HEAD_LABELS.items()},
-                           embed_dim=embed_dim, hidden=hidden).to(device)
+                           embed_dim=embed_dim, hidden=hidden, embedding_pool=embedding_pool).to(device)
     steps = max(1, -(-len(pool) // batch_size))
 
     def batches(epoch):
@@ -110,9 +111,10 @@ def train_classifier(data_root: Path, out_dir: Path, *, epochs: int = 8, batch_s
     card = {
         "name": name,
         "architecture": f"token embedding {embed_dim} -> bidirectional GRU {hidden} -> additive attention "
-                        "pooling + max pooling over time -> linear subject and style heads",
+                        "pooling + max pooling over time" + (" + mean of the embeddings" if embedding_pool else "")
+                        + " -> linear subject and style heads",
         "config": {"vocab_size": len(tokenizer), "embed_dim": embed_dim, "hidden": hidden,
-                   "heads": {h: len(n) for h, n in HEAD_LABELS.items()}},
+                   "embedding_pool": embedding_pool, "heads": {h: len(n) for h, n in HEAD_LABELS.items()}},
         "labels": {h: list(n) for h, n in HEAD_LABELS.items()},
         "vocabulary": vocab_path(Path(name)).name,
         "tokenizer": "lower case, accents folded, punctuation and digits split; known words, else the "

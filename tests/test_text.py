@@ -208,7 +208,7 @@ def test_models_handle_padding_consistently():
     from artlab.tokenizer import pad_batch
 
     torch.manual_seed(0)
-    clf = TextClassifier(50, {"subject": 5, "style": 7}, embed_dim=8, hidden=8).eval()
+    clf = TextClassifier(50, {"subject": 5, "style": 7}, embed_dim=8, hidden=8, embedding_pool=True).eval()
     ae = TextAutoencoder(50, embed_dim=8, hidden=8, code_dim=8, decoder_hidden=8).eval()
     alone, _ = pad_batch([[5, 6, 7]])
     together, lengths = pad_batch([[5, 6, 7], [8, 9, 10, 11, 12, 13]])

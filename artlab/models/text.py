@@ -32,22 +32,30 @@ class TextClassifier(nn.Module):
     """
 
     def __init__(self, vocab_size: int, heads: dict[str, int], embed_dim: int = 128, hidden: int = 256,
-                 dropout: float = 0.3):
+                 dropout: float = 0.3, embedding_pool: bool = False):
         super().__init__()
+        # embedding_pool: also the mean of the word embeddings, a direct lexical path beside the GRU
+        self.embedding_pool = embedding_pool
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
         self.rnn = nn.GRU(embed_dim, hidden, batch_first=True, bidirectional=True)
         self.attention = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1))
         self.dropout = nn.Dropout(dropout)
         self.embed_dropout = nn.Dropout(dropout / 2)
-        self.heads = nn.ModuleDict({name: nn.Linear(4 * hidden, n) for name, n in heads.items()})
+        features = 4 * hidden + (embed_dim if embedding_pool else 0)
+        self.heads = nn.ModuleDict({name: nn.Linear(features, n) for name, n in heads.items()})
 
     def features(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        outputs, _ = run_rnn(self.rnn, self.embed_dropout(self.embed(ids)), lengths)
+        embedded = self.embed_dropout(self.embed(ids))
+        outputs, _ = run_rnn(self.rnn, embedded, lengths)
         mask = length_mask(lengths.to(ids.device), ids.shape[1])
         scores = self.attention(outputs).squeeze(-1).masked_fill(~mask, float("-inf"))
         attended = (scores.softmax(1).unsqueeze(-1) * outputs).sum(1)
         maxed = outputs.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)
-        return torch.cat([attended, maxed], 1)
+        pooled = [attended, maxed]
+        if self.embedding_pool:
+            weights = mask.unsqueeze(-1).to(embedded.dtype)
+            pooled.append((embedded * weights).sum(1) / weights.sum(1).clamp(min=1))
+        return torch.cat(pooled, 1)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
         pooled = self.dropout(self.features(ids, lengths))
