@@ -61,7 +61,12 @@ def load_classifier(weights=None, device=None) -> tuple[ArtClassifier, dict]:
     path = resolve(weights, CLASSIFIER_NAME)
     card = read_card(path)
     config = card.get("config", {})
-    heads = {name: len(labels) for name, labels in card["labels"].items()}
+    try:
+        heads = {name: len(labels) for name, labels in card["labels"].items()}
+        int(card["input_size"])
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        raise WeightsError(f"{path.with_suffix('.json')}: the model card lacks usable 'labels' and "
+                           f"'input_size' ({type(e).__name__}: {e})") from None
     model = ArtClassifier(heads, embed_dim=config.get("embed_dim", 512), texture=config.get("texture", True),
                           dropout=0.0, drop_path=0.0)
     load_into(model, path)

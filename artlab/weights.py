@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 log = logging.getLogger(__name__)
@@ -66,11 +66,35 @@ def save_checkpoint(model: torch.nn.Module, path: str | Path, card: dict, dtype=
 def read_card(path: str | Path) -> dict:
     card_path = Path(path).with_suffix(".json")
     try:
-        return json.loads(card_path.read_text())
+        card = json.loads(card_path.read_text())
     except FileNotFoundError:
         raise WeightsError(f"{card_path}: the model card is missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise WeightsError(f"{card_path}: the model card is not valid JSON ({e})") from None
+    if not isinstance(card, dict):
+        raise WeightsError(f"{card_path}: the model card is not a JSON object")
+    return card
+
+
+def check_checkpoint(path: str | Path) -> dict:
+    """Read the card and check the weights file's header without loading any tensor (milliseconds).
+
+    For start-up checks: a missing, truncated or foreign file is named in a WeightsError.
+    """
+    card = read_card(path)
+    path = Path(path).with_suffix(".safetensors")
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    with open(path, "rb") as f:
+        if f.read(1) == b"\x80":
+            raise WeightsError(f"{path}: this looks like a pickle; only safetensors are ever loaded")
+    try:
+        with safe_open(str(path), "pt") as f:     # checks that the header covers the whole file
+            if not list(f.keys()):
+                raise WeightsError(f"{path}: holds no tensors")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"{path}: not a valid safetensors file ({e})") from None
+    return card
 
 
 def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:

@@ -91,9 +91,32 @@ def serve(ctx: AppContext, host: str = "127.0.0.1", port: int = 7860, block: boo
     return demo
 
 
+def check_weights(weights) -> None:
+    """Fail at start-up, naming the broken file, rather than on the first visitor's request.
+
+    Only cards and safetensors headers are read (milliseconds); the models load in the background.
+    The autoencoder is checked when its files are there (a fine-tuned folder has none).
+    """
+    from artlab.inference import AUTOENCODER_NAME, CLASSIFIER_NAME
+    from artlab.weights import check_checkpoint, resolve
+
+    check_checkpoint(resolve(weights, CLASSIFIER_NAME))
+    autoencoder = resolve(weights, AUTOENCODER_NAME)
+    if autoencoder.exists() or autoencoder.with_suffix(".json").exists():
+        check_checkpoint(autoencoder)
+
+
 def main(argv=None) -> None:
     import logging
+    import sys
+
+    from artlab.weights import WeightsError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    try:
+        check_weights(args.weights)
+    except WeightsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     serve(make_context(args), args.host, args.port)
