@@ -95,3 +95,14 @@ def test_bad_uploads_get_a_message_not_an_error(client, tmp_path):
     assert "notes.txt" in notes and "at least 2 classes" in notes
     status, *_ = client.predict(2, 0.01, 8, "head", api_name="/train_start")
     assert status.startswith("❌")
+
+
+def test_a_deeper_model_is_not_handed_to_the_artwork_tab(client, tmp_path):
+    client, _ = client
+    for name, color, pattern in (("red", (200, 30, 30), 0), ("blue", (30, 30, 200), 3)):
+        client.predict(name, api_name="/train_add_class")
+        files = _images(tmp_path / name, color, pattern)
+        client.predict([handle_file(str(p)) for p in files], name, api_name="/train_add_images")
+    status, *_ = client.predict(1, 0.01, 8, "1", api_name="/train_start")
+    assert "Held-out accuracy" in status, status
+    assert "no longer answers style and subject" in client.predict(api_name="/train_activate")
