@@ -47,7 +47,7 @@ MIN_CLASSES, MAX_CLASSES = 2, 50
 MIN_PER_CLASS = 5           # fewer cannot give both a training and a held-out image
 MAX_IMAGES = 5000           # all classes together; more belongs to `artlab train` on a GPU
 MAX_NAME_CHARS = 64
-DEEP_MIN_PER_CLASS = 100    # "auto" depth fine-tunes the last blocks only with this many images per class
+DEEP_MIN_PER_CLASS = 100    # "auto" depth fine-tunes the last blocks only with this many images per class (on a GPU)
 DEEP_BLOCKS = 2             # how many of the last backbone blocks "auto" fine-tunes
 IGNORED_FOLDERS = ("__MACOSX",)
 
@@ -289,12 +289,18 @@ def _head_probs(head: nn.Module, feats: torch.Tensor) -> torch.Tensor:
         return (head(feats[0]).softmax(1) + head(feats[-1]).softmax(1)) / 2
 
 
-def resolve_depth(depth: str | int, train_counts: dict[str, int], max_blocks: int) -> int:
-    """How many of the last backbone blocks to fine-tune (0: the head only)."""
+def resolve_depth(depth: str | int, train_counts: dict[str, int], max_blocks: int,
+                  device: torch.device = torch.device("cpu")) -> int:
+    """How many of the last backbone blocks to fine-tune (0: the head only).
+
+    "auto" goes deeper only with enough images per class and on a GPU: on a CPU, image epochs
+    through the backbone take minutes where the head takes seconds (ask with a number instead).
+    """
     if depth == "head":
         return 0
     if depth == "auto":
-        return DEEP_BLOCKS if min(train_counts.values()) >= DEEP_MIN_PER_CLASS else 0
+        enough = min(train_counts.values()) >= DEEP_MIN_PER_CLASS
+        return DEEP_BLOCKS if enough and device.type != "cpu" else 0
     try:
         blocks = int(depth)
     except (TypeError, ValueError):
@@ -333,7 +339,7 @@ def finetune(data_dir: str | Path, out_dir: str | Path, *, base: str | Path | No
     labels = images.labels[HEAD]
     train_idx, val_idx = stratified_split(labels, config.val_fraction, config.seed)
     train_counts = {name: int((labels[train_idx] == i).sum()) for i, name in enumerate(classes)}
-    blocks = resolve_depth(config.depth, train_counts, len(base_model.backbone.blocks))
+    blocks = resolve_depth(config.depth, train_counts, len(base_model.backbone.blocks), device)
     model = build_model(base_model, base_card, classes, keep_base_heads=blocks == 0).to(device)
     del base_model
 

@@ -149,6 +149,18 @@ def test_deeper_finetune_drops_the_stale_base_heads(tiny_weights, tmp_path):
 
 # ---------------------------------------------------------------- bad data
 
+def test_auto_depth_goes_deeper_only_with_enough_data_on_a_gpu():
+    from artlab.finetune import resolve_depth
+
+    few, many = {"a": 20, "b": 30}, {"a": 120, "b": 150}
+    assert resolve_depth("auto", few, 16, torch.device("cuda")) == 0
+    assert resolve_depth("auto", many, 16, torch.device("cuda")) == 2
+    assert resolve_depth("auto", many, 16, torch.device("cpu")) == 0
+    assert resolve_depth("3", few, 16) == 3 and resolve_depth("head", many, 16) == 0
+    with pytest.raises(FinetuneError, match="between 0 and 16"):
+        resolve_depth("17", few, 16)
+
+
 def test_one_class_is_refused(tmp_path):
     make_classes(tmp_path, ("red",))
     with pytest.raises(FinetuneError, match="at least 2"):

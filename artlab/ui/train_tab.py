@@ -395,7 +395,7 @@ def build_train_tab(ctx=None, active_weights: gr.State | None = None, *, models_
             lr = gr.Number(value=3e-3, label="Learning rate", minimum=1e-5, maximum=1.0)
             batch = gr.Slider(4, 128, value=32, step=4, label="Batch size")
             depth = gr.Dropdown(DEPTHS, value="auto", label="How deep to fine-tune",
-                                info="head: the new head only (seconds); auto: the last blocks too with "
+                                info="head: the new head only (seconds); auto: on a GPU, the last blocks too with "
                                      "≥ 100 images per class; a number: that many last blocks (slower)")
     with gr.Row():
         train_btn = gr.Button("Train", variant="primary")
