@@ -21,8 +21,8 @@ def register(sub):
     f.add_argument("--lr", type=float, default=3e-3, help="head learning rate; blocks get a tenth (default 3e-3)")
     f.add_argument("--batch", type=int, default=32)
     f.add_argument("--depth", default="auto",
-                   help="'head', 'auto' (on a GPU, the last blocks too with >= 100 training images per class), or a number "
-                        "of last backbone blocks to fine-tune")
+                   help="'head', 'auto' (on a GPU, the last blocks too with >= 100 training images per class), "
+                        "or a number of last backbone blocks to fine-tune")
     f.add_argument("--views", type=int, default=1,
                    help="augmented views per image in the feature cache, besides the plain one (default 1; "
                         "more: a little more robust, slower)")

@@ -105,7 +105,8 @@ def score(model_dir: Path, val_root: Path, per_class: int, seed: int, device) ->
     keep = [i for i, t in enumerate(tensors) if t is not None]
     images = torch.stack([tensors[i] for i in keep])
     target = torch.tensor([labels[i] for i in keep])
-    predicted = classifier_probs(model, images, int(card["input_size"]), next(model.parameters()).device)["labels"].argmax(1)
+    device = next(model.parameters()).device
+    predicted = classifier_probs(model, images, int(card["input_size"]), device)["labels"].argmax(1)
     per = {name: round(float((predicted[target == i] == i).float().mean()), 4) for i, name in enumerate(classes)}
     return float((predicted == target).float().mean()), per, len(target)
 
