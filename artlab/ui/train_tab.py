@@ -329,6 +329,7 @@ def make_publish(models_dir):
             target = registry.next_path(name or "curator")
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)    # left by a publish killed mid-copy
             shutil.copytree(session["model"], tmp)
             tmp.rename(target)                   # a half-copied model is never listed
             key = registry.activate(f"{target.parent.name}/{target.name}")
