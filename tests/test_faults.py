@@ -225,3 +225,21 @@ def test_app_starts_with_good_weights(tiny_weights, tmp_path, monkeypatch):
     monkeypatch.setattr(server, "serve", lambda ctx, host, port: started.append(ctx.weights))
     server.main(["--weights", str(tiny_weights), "--gallery", str(tmp_path / "g"), "--port", "0"])
     assert started == [str(tiny_weights)]
+
+
+def test_a_publish_killed_mid_copy_does_not_block_the_next(tiny_weights, tmp_path, monkeypatch):
+    """The Train tab copies a model into the models directory via a hidden .vN.tmp folder; a kill
+    mid-copy leaves that folder, which must neither be listed nor stop the next publish."""
+    from artlab.ui.train_tab import make_publish
+
+    models = tmp_path / "models"
+    stale = models / "colours" / ".v1.tmp"
+    stale.mkdir(parents=True)
+    (stale / "art_classifier.safetensors").write_bytes(b"\0" * 100)         # half a copy
+    assert Registry(models).entries() == []
+    session = {"model": str(tmp_path / "mine")}
+    shutil.copytree(tiny_weights, session["model"])
+    monkeypatch.setenv("ARTLAB_CURATOR_PASSWORD", "pw")
+    assert "colours/v1" in make_publish(models)("pw", "colours", session)
+    assert Registry(models).active() == "colours/v1" and not stale.exists()
+    load_classifier(Registry(models).active_path(), "cpu")
