@@ -66,7 +66,7 @@ def test_early_stopping():
 
 
 def test_tiny_classifier_training_lowers_loss_and_round_trips(class_folders, tmp_path):
-    card = train_classifier(class_folders, tmp_path, epochs=3, batch_size=16, lr=3e-3, image_size=64,
+    card = train_classifier(class_folders, tmp_path, epochs=2, batch_size=16, lr=3e-3, image_size=48, subject_repeat=1,
                             device="cpu", command="test")
     losses = [record["train_loss"] for record in card["training"]["history"]]
     assert losses[-1] < losses[0]
