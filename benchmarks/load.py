@@ -193,7 +193,10 @@ def timed_call(client, tally: Tally, endpoint: str, *args, check=None) -> object
 
 
 def _labels_present(result) -> str | None:
-    return None if result and result[0] and result[0].get("confidences") else f"no labels in {str(result)[:80]}"
+    first = result[0] if result else None
+    if isinstance(first, dict) and "confidences" not in first and isinstance(first.get("value"), dict):
+        first = first["value"]                                   # an update: {"visible": ..., "value": ...}
+    return None if isinstance(first, dict) and first.get("confidences") else f"no labels in {str(result)[:80]}"
 
 
 def visitor(url: str, pictures: list[Path], deadline: float, tally: Tally, seed: int) -> None:
@@ -281,6 +284,9 @@ def run(clients: int = 20, seconds: float = 60, weights: Path | None = None, fin
                 proc.kill()
                 proc.wait()
             app_log = (tmp / "app.log").read_text(errors="replace")
+            if json_path:                                   # kept for reading any traceback it holds
+                json_path.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(tmp / "app.log", json_path.with_suffix(".app.log"))
 
     endpoints = {}
     for name in sorted(set(tally.latencies) | set(tally.errors)):
@@ -301,6 +307,8 @@ def run(clients: int = 20, seconds: float = 60, weights: Path | None = None, fin
         "told_place_in_queue": len(tally.queue_ranks), "deepest_place": max(tally.queue_ranks, default=0),
         "rss_mb": {"before": round(rss_before), "after": round(rss_after), "peak": round(rss_peak)},
         "app_alive": alive, "tracebacks_in_log": app_log.count("Traceback"),
+        "log_errors": [line for line in app_log.splitlines() if line.startswith(("ERROR", "Traceback"))
+                       or (line and not line[0].isspace() and "Error:" in line)][:10],
         "endpoints": endpoints, "finetune": train_report if finetune else None, "cpu_count": os.cpu_count(),
     }
     say(format_table(report))
@@ -327,6 +335,8 @@ def format_table(report: dict) -> str:
               f"in the queue (deepest: {report['deepest_place']})\n")
     out.write(f"app RSS: {rss['before']} MB before, {rss['after']} MB after, peak {rss['peak']} MB; "
               f"app alive: {report['app_alive']}; tracebacks in its log: {report['tracebacks_in_log']}\n")
+    for line in report["log_errors"]:
+        out.write(f"    app log: {line[:200]}\n")
     if report["finetune"] is not None:
         out.write(f"fine-tune through the Train tab: {report['finetune'].get('seconds')} s: "
                   f"{report['finetune'].get('status') or 'failed'}\n")
