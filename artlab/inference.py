@@ -163,8 +163,10 @@ class ArtModels:
             probs = {k: (v + flipped[k].float().softmax(1)) / 2 for k, v in probs.items()}
             embedding = F.normalize(embedding + flipped["embedding"], dim=1)
         probs["embedding"] = embedding
-        # Explain the style the user is shown: the top of the (mirror-averaged) probabilities.
-        cams = cam_for(logits["style"], fmap, probs["style"].argmax(1))
+        # Explain the style the user is shown: the top of the (mirror-averaged) probabilities
+        # (a model fine-tuned deeper than its head has no style: then its first head's top class).
+        head = "style" if "style" in logits else next(iter(logits))
+        cams = cam_for(logits[head], fmap, probs[head].argmax(1))
         return probs, cams
 
     def morph(self, a: Image.Image, b: Image.Image, steps: int) -> list[Image.Image]:

@@ -97,7 +97,8 @@ def test_bad_uploads_get_a_message_not_an_error(client, tmp_path):
     assert status.startswith("❌")
 
 
-def test_a_deeper_model_is_not_handed_to_the_artwork_tab(client, tmp_path):
+def test_a_deeper_model_is_handed_to_the_artwork_tab_too(client, tmp_path):
+    """It has no style/subject heads; the Artwork tab shows its classes alone (test_app_finetuned.py)."""
     client, _ = client
     for name, color, pattern in (("red", (200, 30, 30), 0), ("blue", (30, 30, 200), 3)):
         client.predict(name, api_name="/train_add_class")
@@ -105,4 +106,4 @@ def test_a_deeper_model_is_not_handed_to_the_artwork_tab(client, tmp_path):
         client.predict([handle_file(str(p)) for p in files], name, api_name="/train_add_images")
     status, *_ = client.predict(1, 0.01, 8, "1", api_name="/train_start")
     assert "Held-out accuracy" in status, status
-    assert "no longer answers style and subject" in client.predict(api_name="/train_activate")
+    assert "for you only" in client.predict(api_name="/train_activate")

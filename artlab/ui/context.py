@@ -13,6 +13,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 CURATOR_PASSWORD_ENV = "ARTLAB_CURATOR_PASSWORD"
+MAX_OTHER_MODELS = 4          # visitors' and curators' models kept loaded beside the app's own
 
 
 def curator_ok(password: str | None) -> bool:
@@ -29,12 +30,14 @@ def curator_ok(password: str | None) -> bool:
 @dataclass
 class AppContext:
     weights: str | None = None            # None: $ARTLAB_WEIGHTS or the shipped weights
+    models_dir: str | None = None         # fine-tuned models (artlab.registry); None: $ARTLAB_MODELS or default
     gallery_dir: str | None = None        # None: $ARTLAB_GALLERY or the user's data dir
     kiosk: bool = False
     device: str | None = None
     idle_minutes: float = 3.0             # kiosk: a visitor's uploads are forgotten after this
     max_upload_mb: int = 20
     _models: dict = field(default_factory=dict)
+    _same_embedding: dict = field(default_factory=dict)
     _text: object = None
     _text_error: str | None = None
     _gallery: object = None
@@ -43,15 +46,72 @@ class AppContext:
     # ------------------------------------------------------------- image models
 
     def models(self, weights: str | None = None):
-        """The ArtModels for `weights` (default: the app's), loaded on first use and kept."""
-        from artlab.inference import ArtModels
+        """The ArtModels for `weights` (default: the app's), loaded on first use and kept.
+
+        A fine-tuned folder without an autoencoder shares the app's one (not whatever
+        $ARTLAB_WEIGHTS names). Besides the app's models, the latest MAX_OTHER_MODELS are kept.
+        """
+        from artlab.inference import AUTOENCODER_NAME, ArtModels
+        from artlab.weights import resolve
 
         key = str(weights or self.weights or "")
+        own = str(self.weights or "")
+        shared = None
+        if key != own and not resolve(weights, AUTOENCODER_NAME).exists():
+            shared = self.models()
         with self._lock:
             if key not in self._models:
                 log.info("loading image models from %s", key or "the default weights")
-                self._models[key] = ArtModels(weights or self.weights, self.device)
+                models = ArtModels(weights or self.weights, self.device, autoencoder=shared is None)
+                if shared is not None:
+                    models.autoencoder, models.ae_card = shared.autoencoder, shared.ae_card
+                others = [k for k in self._models if k != own]
+                for old in others[:max(0, len(others) - MAX_OTHER_MODELS + 1)]:  # dicts keep insertion order
+                    del self._models[old]
+                self._models[key] = models
             return self._models[key]
+
+    def artwork_weights(self, visitor_weights: str | None = None) -> str | None:
+        """The model the Artwork tab uses: the visitor's own (Train tab, "for me"), else the models
+        directory's active one (`python -m artlab models activate`, or a curator's "for everyone"),
+        else the app's. Read on every request, so an activation needs no restart."""
+        if visitor_weights:
+            return str(visitor_weights)
+        from artlab.registry import Registry
+
+        active = Registry(self.models_dir).active_path()
+        return str(active) if active else self.weights
+
+    def model_key(self, weights) -> str | None:
+        """"name/vN" when `weights` is a model of the models directory, else None."""
+        from artlab.registry import Registry
+
+        root = Registry(self.models_dir).root
+        try:
+            return Path(weights).resolve().relative_to(root.resolve()).as_posix() if weights else None
+        except ValueError:
+            return None
+
+    def embeds_like_gallery(self, weights) -> bool:
+        """Whether `weights`' embeddings can be compared with the gallery's, which the app's model made.
+
+        Only a model fine-tuned on its head alone (its card says so) from the app's model has the
+        same backbone and neck; the neck's weights are compared (to fp16 rounding) to rule out
+        another base. Any other model's similar works are found with the app's model instead.
+        """
+        import torch
+
+        key = str(weights or self.weights or "")
+        if key == str(self.weights or ""):
+            return True
+        if key not in self._same_embedding:
+            theirs, ours = self.models(weights), self.models()
+            head_only = theirs.card.get("training", {}).get("depth") == "head"
+            necks = list(zip(theirs.classifier.neck.parameters(), ours.classifier.neck.parameters()))
+            self._same_embedding[key] = head_only and bool(necks) and all(
+                a.shape == b.shape and torch.allclose(a.float(), b.float(), rtol=2e-3, atol=1e-4)
+                for a, b in necks)
+        return self._same_embedding[key]
 
     def text_models(self):
         """(TextModels or None, message): the text side is optional; its absence is explained."""

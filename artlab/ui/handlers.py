@@ -9,6 +9,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from artlab.finetune import HEAD
 from artlab.gallery import add_upload, content_hash
 from artlab.images import ImageError, letterbox, load_image
 from artlab.models.autoencoder import IMAGE_SIZE as AE_SIZE
@@ -55,8 +56,14 @@ def _cards(pairs):
 # ------------------------------------------------------------------ Artwork tab
 
 def analyze_artwork(ctx: AppContext, image_path, lang: str = "en", weights=None, progress=gr.Progress()):
-    """Labels, reconstruction + PSNR, Grad-CAM and similar works for one picture."""
+    """Labels, reconstruction + PSNR, Grad-CAM and similar works for one picture.
+
+    `weights`: the visitor's own model (None: the models directory's active one, else the app's).
+    Returns the style, subject and fine-tuned classes as gr.Label updates, each hidden when the
+    model has no such head (a model fine-tuned deeper than its head has only its own classes).
+    """
     data = _read_upload(image_path)
+    weights = ctx.artwork_weights(weights)
     models = _models(ctx, weights)
     try:
         image = models.prepare(data)
@@ -64,24 +71,42 @@ def analyze_artwork(ctx: AppContext, image_path, lang: str = "en", weights=None,
         raise gr.Error(str(e)) from None
     progress(0.2, desc="looking")
     analysis = models.analyze([image], explain=True)[0]
+    embedding = analysis.embedding
+    if not ctx.embeds_like_gallery(weights):   # the gallery's embeddings come from the app's model
+        embedding = _models(ctx, None).analyze([image], reconstruct=False)[0].embedding
     gallery = ctx.gallery()
-    pairs = gallery.similar(analysis.embedding.numpy(), SIMILAR, exclude_sha=content_hash(data))
+    pairs = gallery.similar(embedding.numpy(), SIMILAR, exclude_sha=content_hash(data))
     items, ids = _cards(pairs)
     psnr = (f"**{analysis.psnr:.1f} dB** PSNR: how faithfully the autoencoder rebuilt the picture "
             f"from a code 48 times smaller." if analysis.psnr is not None else "")
     # What the autoencoder was given (128 px, letterboxed), shown beside what it rebuilt.
     seen = letterbox(image, AE_SIZE)
-    return (label_scores(analysis.labels["style"], lang), label_scores(analysis.labels["subject"], lang),
-            analysis.heatmap, seen, analysis.reconstruction, psnr, items, ids)
+    heads = analysis.labels
+    custom = _head_label(heads, HEAD, lang, label=_model_title(ctx, weights, lang))
+    return (_head_label(heads, "style", lang), _head_label(heads, "subject", lang),
+            analysis.heatmap, seen, analysis.reconstruction, psnr, items, ids, custom)
 
 
-def add_to_gallery(ctx: AppContext, image_path, title: str, artist: str, year: str, weights=None):
+def _head_label(heads: dict, head: str, lang: str, **props):
+    """A gr.Label update with the head's scores, or hidden when the model has no such head."""
+    if head not in heads:
+        return gr.update(value=None, visible=False)
+    return gr.update(value=label_scores(heads[head], lang), visible=True, **props)
+
+
+def _model_title(ctx: AppContext, weights, lang: str) -> str:
+    """A fine-tuned model's name: its key in the models directory, else the visitor's own model."""
+    return ctx.model_key(weights) or t("your_model", lang)
+
+
+def add_to_gallery(ctx: AppContext, image_path, title: str, artist: str, year: str):
+    """Add a picture, analysed by the app's model: the gallery's labels and embeddings all come from it."""
     if ctx.kiosk:
         raise gr.Error("Adding works is turned off on this kiosk.")
     data = _read_upload(image_path)
     suffix = Path(image_path).suffix.lower() or ".jpg"
     try:
-        work_id, new = add_upload(ctx.gallery(), _models(ctx, weights), data, title=(title or "").strip() or None,
+        work_id, new = add_upload(ctx.gallery(), _models(ctx, None), data, title=(title or "").strip() or None,
                                   artist=(artist or "").strip() or None, year=(year or "").strip() or None,
                                   suffix=suffix)
     except ImageError as e:

@@ -6,7 +6,8 @@ others see their place in the queue); the Train tab uses its own "training" grou
 The Train tab comes from `artlab/ui/train_tab.py` (the fine-tuning work) when it is
 present: `build_train_tab(ctx, active_weights)` builds its contents inside the tab;
 `ctx` is the AppContext, `active_weights` a gr.State holding this visitor's model
-folder (None: the default) that the Artwork tab reads.
+folder (None: the default, i.e. the models directory's active model, else the app's
+weights; see AppContext.artwork_weights) that the Artwork tab reads.
 """
 
 import functools
@@ -102,6 +103,9 @@ def _artwork_tab(ctx, lang, active_weights, relabel):
         with gr.Column(scale=1):
             style = gr.Label(num_top_classes=3, label=t("style"), elem_id="style-label", elem_classes="artlab-label")
             subject = gr.Label(num_top_classes=3, label=t("subject"), elem_id="subject-label", elem_classes="artlab-label")
+            # A fine-tuned model's own classes (its "labels" head), titled by the handler with its name.
+            custom = gr.Label(num_top_classes=5, label=t("your_model"), visible=False, elem_id="model-label",
+                              elem_classes="artlab-label")
             relabel += [(style, "style"), (subject, "subject")]
     with gr.Row(equal_height=True):
         heatmap = gr.Image(label=t("gradcam"), interactive=False, height=300, scale=2, format="jpeg")
@@ -119,13 +123,13 @@ def _artwork_tab(ctx, lang, active_weights, relabel):
                     gr.Textbox(label=t("add_year"), max_lines=1)
             add = gr.Button(t("add"), elem_id="add-button")
             added = gr.Markdown()
-        add.click(functools.partial(h.add_to_gallery, ctx), [image, title, artist, year, active_weights], added,
+        add.click(functools.partial(h.add_to_gallery, ctx), [image, title, artist, year], added,
                   api_name="add_to_gallery", **INFERENCE)
 
     def run(path, code, weights, progress=gr.Progress()):
         return h.analyze_artwork(ctx, path, code, weights, progress)
 
-    outputs = [style, subject, heatmap, seen, recon, psnr, similar, similar_ids]
+    outputs = [style, subject, heatmap, seen, recon, psnr, similar, similar_ids, custom]
     go.click(run, [image, lang, active_weights], outputs, api_name="analyze_artwork", **INFERENCE)
     image.upload(run, [image, lang, active_weights], outputs, api_visibility="private", **INFERENCE)
     explain.change(lambda on: gr.update(visible=on), explain, heatmap, queue=False, api_visibility="private")
@@ -235,7 +239,7 @@ def _train_tab(ctx, active_weights):
                     "Meanwhile: `python -m artlab finetune DATA_DIR --out OUT_DIR`.")
         return
     accepted = inspect.signature(build_train_tab).parameters
-    offered = {"ctx": ctx, "context": ctx, "active_weights": active_weights}
+    offered = {"ctx": ctx, "context": ctx, "active_weights": active_weights, "models_dir": ctx.models_dir}
     build_train_tab(**{name: value for name, value in offered.items() if name in accepted})
 
 

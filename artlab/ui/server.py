@@ -27,6 +27,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python app.py", description="ArtLab: the gallery web app")
     p.add_argument("--gallery", help="gallery folder (default: $ARTLAB_GALLERY or ~/.local/share/artlab/gallery)")
     p.add_argument("--weights", help="image/text model folder (default: $ARTLAB_WEIGHTS or weights/)")
+    p.add_argument("--models", help="fine-tuned models directory; its active model (`python -m artlab models "
+                                    "activate NAME`) is the Artwork tab's default (default: $ARTLAB_MODELS or "
+                                    "~/.local/share/artlab/models)")
     p.add_argument("--kiosk", action="store_true", default=env_kiosk,
                    help="museum kiosk mode (also ARTLAB_KIOSK=1)")
     p.add_argument("--idle-minutes", type=float, default=float(os.environ.get("ARTLAB_IDLE_MINUTES", 3)),
@@ -39,8 +42,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def make_context(args) -> AppContext:
-    return AppContext(weights=args.weights, gallery_dir=args.gallery, kiosk=args.kiosk, device=args.device,
-                      idle_minutes=args.idle_minutes, max_upload_mb=args.max_upload_mb)
+    return AppContext(weights=args.weights, models_dir=args.models, gallery_dir=args.gallery, kiosk=args.kiosk,
+                      device=args.device, idle_minutes=args.idle_minutes, max_upload_mb=args.max_upload_mb)
 
 
 def theme() -> gr.themes.Base:
@@ -110,6 +113,7 @@ def main(argv=None) -> None:
     import logging
     import sys
 
+    from artlab.registry import Registry
     from artlab.weights import WeightsError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -119,4 +123,13 @@ def main(argv=None) -> None:
     except WeightsError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    active = Registry(args.models).active_path()
+    if active:
+        try:
+            check_weights(active)
+        except WeightsError as e:
+            print(f"error: the active model is broken: {e} "
+                  "(`python -m artlab models rollback` or `models shipped` goes back)", file=sys.stderr)
+            raise SystemExit(2) from None
+        logging.getLogger(__name__).info("the Artwork tab uses the active model %s", active)
     serve(make_context(args), args.host, args.port)

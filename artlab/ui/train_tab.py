@@ -289,29 +289,12 @@ def make_try(device):
     return try_it
 
 
-def _artwork_ready(folder: str) -> str | None:
-    """Why the Artwork tab cannot use this model, or None.
-
-    The Artwork tab shows style and subject and finds similar works by the embedding; a model
-    fine-tuned deeper than its head has neither those heads nor gallery-compatible embeddings.
-    """
-    from artlab.inference import CLASSIFIER_NAME
-    from artlab.weights import read_card
-
-    heads = read_card(Path(folder) / CLASSIFIER_NAME).get("labels", {})
-    if not {"style", "subject"} <= set(heads):
-        return ("this model was fine-tuned deeper than its head, so it no longer answers style and subject "
-                "for the Artwork tab: download it, or train again with depth 'head'")
-    return None
-
-
 def use_for_me(session):
     if not session or not session.get("model"):
         return gr.skip(), "Train a model first."
-    if (reason := _artwork_ready(session["model"])):
-        return gr.skip(), f"❌ Not used: {reason}."
-    return session["model"], ("✅ The Artwork tab now uses your model (for you only, until you leave). "
-                              "It adds a **labels** list to the usual answers.")
+    return session["model"], ("✅ The Artwork tab now uses your model (for you only, until you leave): "
+                              "it shows your classes beside the usual answers (instead of them, for a model "
+                              "fine-tuned deeper than its head).")
 
 
 def make_publish(models_dir):
@@ -322,8 +305,6 @@ def make_publish(models_dir):
             return "Train a model first."
         if not curator_ok(password):
             return "❌ Only a curator can change the model for everyone (wrong or missing password)."
-        if (reason := _artwork_ready(session["model"])):
-            return f"❌ Not used: {reason}."
         registry = Registry(models_dir)
         try:
             target = registry.next_path(name or "curator")
