@@ -26,6 +26,8 @@ def register(sub):
     t.add_argument("--ae-epochs", type=int, default=12, help="autoencoder epochs")
     t.add_argument("--batch", type=int, default=128)
     t.add_argument("--lr", type=float, default=2e-3, help="classifier learning rate")
+    t.add_argument("--ae-lr", type=float, default=3e-3, help="autoencoder learning rate")
+    t.add_argument("--ae-init", type=Path, help="continue training the text autoencoder found in this folder")
     t.add_argument("--limit", type=int, help="at most this many texts per split (quick runs)")
     t.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     t.add_argument("--device")
@@ -127,6 +129,7 @@ def run_train(args) -> int:
         print(json.dumps({k: r["accuracy"] for k, r in card["metrics"]["val"].items()}))
     if args.model in ("autoencoder", "all"):
         card = train_autoencoder(args.data, args.out, epochs=args.ae_epochs, batch_size=args.batch,
+                                 lr=args.ae_lr, init=args.ae_init,
                                  limit=args.limit, device=args.device, command=command)
         print(json.dumps(card["metrics"]["val"]))
     return 0

@@ -187,7 +187,8 @@ def train_autoencoder(data_root: Path, out_dir: Path, *, epochs: int = 12, batch
                       lr: float = 3e-3, embed_dim: int = 128, hidden: int = 256, code_dim: int = 256,
                       decoder_hidden: int = 384, noise: float = 0.1, limit: int | None = None, device=None,
                       name: str = "text_autoencoder", seed: int = 0, command: str = "",
-                      show_progress: bool = True) -> dict:
+                      show_progress: bool = True, init=None) -> dict:
+    """`init`: a weights folder whose text autoencoder (and its vocabulary) training continues from."""
     device = pick_device(device)
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -197,13 +198,23 @@ def train_autoencoder(data_root: Path, out_dir: Path, *, epochs: int = 12, batch
     val_titles = clean_short_titles(val)
     if limit:
         titles, val_titles = titles[:limit], val_titles[:limit]
-    tokenizer = Tokenizer.build(titles)
+    if init:
+        from .text_inference import load_text_autoencoder
+        start, tokenizer, init_card = load_text_autoencoder(init, "cpu")
+        config = init_card["config"]
+        embed_dim, hidden, code_dim, decoder_hidden = (config["embed_dim"], config["hidden"], config["code_dim"],
+                                                       config["decoder_hidden"])
+    else:
+        tokenizer = Tokenizer.build(titles)
     encoded = [tokenizer.encode(t, AE_MAX_TOKENS) for t in titles]
     starts = [tokenizer.word_starts(ids) for ids in encoded]
     log.info("autoencoder: %d distinct train titles, %d val titles, vocabulary %d",
              len(titles), len(val_titles), len(tokenizer))
     model = TextAutoencoder(len(tokenizer), embed_dim=embed_dim, hidden=hidden, code_dim=code_dim,
-                            decoder_hidden=decoder_hidden).to(device)
+                            decoder_hidden=decoder_hidden)
+    if init:
+        model.load_state_dict(start.state_dict())
+    model.to(device)
     steps = max(1, -(-len(encoded) // batch_size))
 
     def batches(epoch):
@@ -242,7 +253,8 @@ def train_autoencoder(data_root: Path, out_dir: Path, *, epochs: int = 12, batch
                           "noise": f"half the inputs: each word dropped with p={noise}, neighbours "
                                    f"swapped with p={noise}; target: the clean title"},
         "training": {"epochs_run": len(result.history), "best_epoch": result.best_epoch,
-                     "batch_size": batch_size, "lr": lr, "history": result.history},
+                     "batch_size": batch_size, "lr": lr, "history": result.history,
+                     "continued_from": init_card["training"] if init else None},
         "metrics": {"val": {"clean_titles_up_to_12_words": metrics}},
         "command": command or " ".join(sys.argv),
     }

@@ -402,3 +402,15 @@ def test_evaluate_text_prints_rnn_and_baseline(trained, text_data, capsys):
     for task in ("title->subject", "title->style", "description->subject"):
         assert task in out
     assert "BoW-LR" in out and "token accuracy" in out
+
+
+def test_autoencoder_training_can_continue_from_a_checkpoint(trained, text_data, tmp_path):
+    from artlab.text_inference import vocab_path
+    from artlab.train_text import train_autoencoder
+
+    card = train_autoencoder(text_data, tmp_path, epochs=1, batch_size=16, device="cpu", show_progress=False,
+                             init=trained[0])
+    assert card["training"]["continued_from"]["epochs_run"] == trained[2]["training"]["epochs_run"]
+    assert card["config"] == trained[2]["config"]         # sizes come from the checkpoint continued
+    assert vocab_path(tmp_path / "text_autoencoder").read_text() == \
+        vocab_path(trained[0] / "text_autoencoder").read_text()
