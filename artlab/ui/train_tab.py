@@ -42,7 +42,9 @@ from .context import curator_ok
 log = logging.getLogger(__name__)
 
 TRAINING = dict(concurrency_id="training", concurrency_limit=1)
-TRY = dict(concurrency_id="train-try", concurrency_limit=2)
+# Try it and the download (ONNX export) are model calls: they queue with every other analysis
+# in the one "inference" group, so they never oversubscribe the cores beside a training run.
+TRY = dict(concurrency_id="inference", concurrency_limit=1)
 DEPTHS = ["auto", "head", "1", "2", "3", "4"]
 PLOT_COLOURS = {"training loss": "#4c78a8", "held-out loss": "#f58518", "held-out accuracy": "#e45756"}
 _stops: dict[str, threading.Event] = {}        # session -> its Stop signal
