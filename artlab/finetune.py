@@ -444,6 +444,25 @@ def _card(base_card, classes, report, counts, train_counts, scan, skipped, confi
     }
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(out_dir: Path) -> None:
+    """Delete the temporary siblings (".NAME.PID.*.tmp" / ".old") that a killed writer left behind."""
+    for leftover in out_dir.parent.glob(f".{out_dir.name}.*"):
+        parts = leftover.name[len(out_dir.name) + 2:].split(".")
+        if leftover.suffix in (".tmp", ".old") and parts[0].isdigit() and not _process_alive(int(parts[0])):
+            log.info("removing %s, left by a writer that no longer runs", leftover)
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
 def write_model(model: ArtClassifier, card: dict, out_dir: str | Path) -> Path:
     """Write the model folder atomically: fill a temporary sibling, then rename it into place.
 
@@ -451,7 +470,8 @@ def write_model(model: ArtClassifier, card: dict, out_dir: str | Path) -> Path:
     """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
+    remove_stale_temporaries(out_dir)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.{os.getpid()}.", suffix=".tmp"))
     try:
         save_checkpoint(model, tmp / CLASSIFIER_NAME, card)
         if out_dir.exists():

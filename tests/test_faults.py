@@ -243,3 +243,21 @@ def test_a_publish_killed_mid_copy_does_not_block_the_next(tiny_weights, tmp_pat
     assert "colours/v1" in make_publish(models)("pw", "colours", session)
     assert Registry(models).active() == "colours/v1" and not stale.exists()
     load_classifier(Registry(models).active_path(), "cpu")
+
+
+def test_temporaries_of_a_dead_writer_are_removed_on_the_next_write(tmp_path):
+    import subprocess
+    import sys
+
+    from artlab.finetune import remove_stale_temporaries
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    out = tmp_path / "model"
+    stale = tmp_path / f".model.{dead}.abc123.tmp"
+    stale.mkdir()
+    (stale / "art_classifier.safetensors").write_bytes(b"half")
+    mine = tmp_path / f".model.{__import__('os').getpid()}.xyz.tmp"   # a live writer's: kept
+    mine.mkdir()
+    remove_stale_temporaries(out)
+    assert not stale.exists() and mine.exists()
