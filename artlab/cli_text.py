@@ -16,6 +16,9 @@ def register(sub):
     p.add_argument("--json", action="store_true", help="exactly one JSON object per input, one per line")
     p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     p.add_argument("--no-reconstruct", action="store_true", help="skip the autoencoder")
+    # Small recurrent batches gain little from a second thread, and on a busy CPU the thread
+    # pool's waiting makes them 3-5x slower (benchmarks/text.py): one thread by default.
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default: 1)")
     p.set_defaults(run=run_predict)
 
     t = sub.add_parser("train-text", help="train the text classifier and/or the text autoencoder")
@@ -92,6 +95,7 @@ def run_predict(args) -> int:
     from .text_inference import TextModels
     from .weights import WeightsError
 
+    _set_threads(args.threads)
     try:
         models = TextModels(args.weights, args.device, autoencoder=not args.no_reconstruct)
     except WeightsError as e:
