@@ -4,7 +4,7 @@
 
 Indexes `--limit` images sampled evenly from FOLDER (default ../shared/data/styles/val) into a
 fresh temporary gallery (or --gallery), timing decode + hash + both heads + embedding +
-reconstruction + thumbnail + SQLite commit. Model loading is timed separately. Target: >= 20 images/s
+thumbnail + SQLite commit (add --psnr for the reconstruction too). Model loading is timed separately. Target: >= 20 images/s
 on the 2-core CPU. Prints the figures and writes JSON (runs/benchmarks/index.json).
 """
 
@@ -30,6 +30,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--gallery", type=Path, help="gallery folder to fill (default: a fresh temporary one)")
     parser.add_argument("--device")
+    parser.add_argument("--psnr", action="store_true", help="as `index --psnr`: also run the autoencoder")
     parser.add_argument("--json", type=Path, default=ROOT / "runs" / "benchmarks" / "index.json")
     args = parser.parse_args()
 
@@ -43,13 +44,14 @@ def main() -> int:
     if args.limit and len(paths) > args.limit:
         paths = sorted(random.Random(0).sample(paths, args.limit))
     start = time.perf_counter()
-    models = ArtModels(args.weights, args.device)
+    models = ArtModels(args.weights, args.device, autoencoder=args.psnr)
     load_s = time.perf_counter() - start
     with tempfile.TemporaryDirectory(prefix="artlab-index-bench-") as tmp:
         gallery = Gallery(args.gallery or tmp)
         before = gallery.count()
         start = time.perf_counter()
-        report = index_paths(gallery, models, paths, root=args.folder, batch_size=args.batch)
+        report = index_paths(gallery, models, paths, root=args.folder, batch_size=args.batch,
+                             reconstruct=args.psnr)
         seconds = time.perf_counter() - start
         added = gallery.count() - before
         gallery.close()
