@@ -33,6 +33,8 @@ def register(sub):
     t.add_argument("--ae-init", type=Path, help="continue training the text autoencoder found in this folder")
     t.add_argument("--limit", type=int, help="at most this many texts per split (quick runs)")
     t.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    t.add_argument("--time-budget", type=float,
+                   help="stop each model after this many seconds (the schedule ends then; keeps the best)")
     t.add_argument("--device")
     t.set_defaults(run=run_train)
 
@@ -129,12 +131,14 @@ def run_train(args) -> int:
     command = "python -m artlab " + " ".join(sys.argv[1:])
     if args.model in ("classifier", "all"):
         card = train_classifier(args.data, args.out, epochs=args.epochs, batch_size=args.batch, lr=args.lr,
-                                limit=args.limit, device=args.device, command=command)
+                                limit=args.limit, device=args.device, command=command,
+                                time_budget_s=args.time_budget)
         print(json.dumps({k: r["accuracy"] for k, r in card["metrics"]["val"].items()}))
     if args.model in ("autoencoder", "all"):
         card = train_autoencoder(args.data, args.out, epochs=args.ae_epochs, batch_size=args.batch,
-                                 lr=args.ae_lr, init=args.ae_init,
-                                 limit=args.limit, device=args.device, command=command)
+                                 lr=args.ae_lr, init=args.ae_init, time_budget_s=args.time_budget,
+                                 limit=args.limit, device=args.device, command=command,
+                                time_budget_s=args.time_budget)
         print(json.dumps(card["metrics"]["val"]))
     return 0
 

@@ -67,7 +67,7 @@ def train_classifier(data_root: Path, out_dir: Path, *, epochs: int = 8, batch_s
                      lr: float = 2e-3, embed_dim: int = 128, hidden: int = 256, embedding_pool: bool = True,
                      limit: int | None = None,
                      device=None, name: str = "text_classifier", seed: int = 0, command: str = "",
-                     show_progress: bool = True) -> dict:
+                     show_progress: bool = True, time_budget_s: float | None = None) -> dict:
     device = pick_device(device)
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -106,7 +106,8 @@ def train_classifier(data_root: Path, out_dir: Path, *, epochs: int = 8, batch_s
 
     result = fit(model, batches, step, epochs=epochs, steps_per_epoch=steps, device=device,
                  param_groups=[{"params": model.parameters(), "lr": lr}], weight_decay=0.01,
-                 warmup_epochs=0.3, evaluate=evaluate, show_progress=show_progress)
+                 warmup_epochs=0.3, evaluate=evaluate, show_progress=show_progress,
+                 time_budget_s=time_budget_s)
     report = evaluate_classifier(model, tokenizer, val, device)
     card = {
         "name": name,
@@ -187,7 +188,7 @@ def train_autoencoder(data_root: Path, out_dir: Path, *, epochs: int = 12, batch
                       lr: float = 3e-3, embed_dim: int = 128, hidden: int = 256, code_dim: int = 256,
                       decoder_hidden: int = 384, noise: float = 0.1, limit: int | None = None, device=None,
                       name: str = "text_autoencoder", seed: int = 0, command: str = "",
-                      show_progress: bool = True, init=None) -> dict:
+                      show_progress: bool = True, init=None, time_budget_s: float | None = None) -> dict:
     """`init`: a weights folder whose text autoencoder (and its vocabulary) training continues from."""
     device = pick_device(device)
     torch.manual_seed(seed)
@@ -238,7 +239,8 @@ def train_autoencoder(data_root: Path, out_dir: Path, *, epochs: int = 12, batch
 
     result = fit(model, batches, step, epochs=epochs, steps_per_epoch=steps, device=device,
                  param_groups=[{"params": model.parameters(), "lr": lr}], weight_decay=0.0,
-                 warmup_epochs=0.3, evaluate=evaluate, show_progress=show_progress)
+                 warmup_epochs=0.3, evaluate=evaluate, show_progress=show_progress,
+                 time_budget_s=time_budget_s)
     metrics = evaluate_autoencoder(model, tokenizer, val_titles, device)
     card = {
         "name": name,
