@@ -137,8 +137,7 @@ def run_train(args) -> int:
     if args.model in ("autoencoder", "all"):
         card = train_autoencoder(args.data, args.out, epochs=args.ae_epochs, batch_size=args.batch,
                                  lr=args.ae_lr, init=args.ae_init, time_budget_s=args.time_budget,
-                                 limit=args.limit, device=args.device, command=command,
-                                time_budget_s=args.time_budget)
+                                 limit=args.limit, device=args.device, command=command)
         print(json.dumps(card["metrics"]["val"]))
     return 0
 
