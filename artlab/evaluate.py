@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import torch
 
 from .data import ImageSet, load_class_folders
 from .inference import classifier_probs, load_classifier

@@ -9,7 +9,6 @@ tensors (artlab.data) and is augmented in batches on the training device.
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 
 import torch

@@ -11,7 +11,6 @@ Targets (issue 6): p50 <= 0.5x ResNet-50 without Grad-CAM, <= 1.2x with it.
 """
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -19,6 +18,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
 
@@ -47,6 +47,8 @@ def percentile(values, q):
 
 
 def main() -> int:
+    from common import write_json
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", nargs="?", type=Path, default=ROOT.parent / "shared/data/styles/val")
     parser.add_argument("--images", type=int, default=50)
@@ -102,9 +104,7 @@ def main() -> int:
         print(f"{name:<16}{s['p50_ms']:>10}{s['p95_ms']:>10}")
     print(f"ratio vs ResNet-50 (p50): {result['ratio_p50_vs_resnet50']} (target <= 0.5); "
           f"with Grad-CAM: {result['ratio_p50_gradcam_vs_resnet50']} (target <= 1.2)")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_json(result, args.json)
     return 0
 
 

@@ -10,7 +10,6 @@ Writes JSON (runs/benchmarks/cli.json).
 """
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
 RESNET_SCRIPT = r'''
@@ -46,13 +46,14 @@ def timed(cmd: list[str]) -> float:
 
 
 def main() -> int:
+    from common import write_json
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", nargs="?", type=Path, default=ROOT.parent / "shared/data/styles/val")
     parser.add_argument("--images", type=int, default=120)
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--json", type=Path, default=ROOT / "runs" / "benchmarks" / "cli.json")
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     from analyze import make_inputs
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -70,9 +71,7 @@ def main() -> int:
               "median_ratio": round(statistics.median(ratios), 3), "target": 0.5, "input": "1155x866 JPEG"}
     print(f"artlab predict --json: {result['seconds']['artlab']} s; resnet50 script: {result['seconds']['resnet50']} s")
     print(f"median ratio: {result['median_ratio']} (target <= 0.5)")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_json(result, args.json)
     return 0
 
 

@@ -9,7 +9,6 @@ on the 2-core CPU. Prints the figures and writes JSON (runs/benchmarks/index.jso
 """
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -19,10 +18,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
 
 def main() -> int:
+    from common import write_json
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", nargs="?", type=Path, default=ROOT.parent / "shared/data/styles/val")
     parser.add_argument("--limit", type=int, default=420, help="images to index (0: all)")
@@ -66,9 +68,7 @@ def main() -> int:
     print(f"index: {result['images']} images in {result['seconds']} s = {result['images_per_s']} images/s "
           f"({result['device']}, batch {args.batch}; model load {result['model_load_s']} s; "
           f"load average {result['load_average']:.1f}) target >= 20/s")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_json(result, args.json)
     return 0
 
 

@@ -11,7 +11,6 @@ going on). Peak RSS is the kernel's VmHWM of the app process. Targets: ready <= 
 """
 
 import argparse
-import json
 import os
 import socket
 import statistics
@@ -23,6 +22,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def free_port() -> int:
@@ -64,6 +64,8 @@ def megapixel_image(folder: Path) -> Path:
 
 
 def main() -> int:
+    from common import write_json
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", help="passed as ARTLAB_WEIGHTS (default: the shipped weights)")
     parser.add_argument("--gallery", type=Path)
@@ -110,9 +112,7 @@ def main() -> int:
           f"{result['first_analysis_done_s']} s; /analyze_artwork p50 {result['analyze_artwork_ms']['p50']} ms, "
           f"p95 {result['analyze_artwork_ms']['p95']} ms (client wall, {len(steady)} calls); "
           f"peak RSS {result['peak_rss_mb']} MB; load average {result['load_average']:.1f}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_json(result, args.json)
     return 0
 
 
