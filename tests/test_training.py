@@ -108,3 +108,21 @@ def test_evaluate_command_prints_and_writes_json(class_folders, tiny_weights, tm
     assert "style: top-1 accuracy" in printed and "confusion" in printed
     report = json.loads(out.read_text())
     assert report["heads"]["style"]["count"] == 14 and len(report["heads"]["style"]["confusion"]["matrix"]) == 7
+
+
+def test_time_budget_ends_training_and_its_schedule():
+    import time
+
+    model, batches, step = _toy_problem()
+
+    def slow_batches(epoch):
+        for batch in batches(epoch):
+            time.sleep(0.02)
+            yield batch
+
+    result = fit(model, slow_batches, step, epochs=1000, steps_per_epoch=4, device=torch.device("cpu"),
+                 param_groups=[{"params": model.parameters(), "lr": 0.1}], time_budget_s=0.3,
+                 warmup_epochs=0.25, show_progress=False)
+    assert result.out_of_time and not result.stopped
+    assert 1 <= len(result.history) < 20
+    assert result.history[-1]["lr"] < 0.05  # the cosine had run most of its course by the deadline
