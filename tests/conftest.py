@@ -29,6 +29,15 @@ def make_image(path: Path, color=(200, 30, 30), size=(64, 48), fmt=None, pattern
     return path
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and a busy shared CPU makes thread pools crawl."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory) -> Path:
     """A weights folder with random-init classifier and autoencoder checkpoints (fast to make)."""

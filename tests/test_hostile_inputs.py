@@ -139,15 +139,7 @@ def test_odd_python_objects_are_refused_cleanly(tmp_path):
 
 # ------------------------------------------------------------------ the predict path
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and a busy shared CPU makes thread pools crawl."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -63,13 +63,7 @@ def write_text_data(root: Path, titles: int = 240, descriptions: int = 40, seed:
     return root
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny GRUs gain nothing from threads, and a busy shared CPU makes thread pools crawl."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
