@@ -7,6 +7,7 @@ ImageError whose message names the file and the reason.
 """
 
 import io
+import math
 import os
 import warnings
 from pathlib import Path
@@ -103,8 +104,11 @@ def load_image(source, max_side: int | None = None) -> Image.Image:
             warnings.simplefilter("ignore")
             if getattr(im, "is_animated", False):
                 im.seek(0)  # first frame of a GIF/WebP/APNG animation
-            if max_side and im.format == "JPEG":
-                im.draft("RGB", (max_side, max_side))
+            if max_side and im.format == "JPEG" and max(width, height) > max_side:
+                # Ask for the size the long side will shrink to: asking for a square would keep
+                # the short side >= max_side and so the full-size decode, for nothing.
+                scale = max_side / max(width, height)
+                im.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
             im = ImageOps.exif_transpose(im) or im
             im.load()
             rgb = _to_rgb(im)
