@@ -121,6 +121,8 @@ class ArtModels:
                     self.autoencoder, self.ae_card = load_autoencoder(None, self.device)
                 except WeightsError as shipped_error:  # labels still work; only the psnr is missing
                     log.warning("no autoencoder: %s; analysing without reconstruction", shipped_error)
+        if self.autoencoder is not None:
+            self.autoencoder.to(memory_format=torch.channels_last)  # ~15% faster on the CPU, same output
         self.tta = tta
         self.lock = threading.Lock()
 
@@ -182,7 +184,7 @@ class ArtModels:
 
     def _reconstruct(self, images, results):
         small = torch.stack([to_uint8_tensor(letterbox(im, AE_SIZE)) for im in images])
-        x = normalize(small.to(self.device))
+        x = normalize(small.to(self.device)).contiguous(memory_format=torch.channels_last)
         recon = self.autoencoder(x)
         values = psnr(recon, x).tolist()
         pixels = ((recon.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()

@@ -53,3 +53,14 @@ def test_gpu_matches_cpu(tiny_weights):
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     with torch.inference_mode():
         assert torch.allclose(cpu(x)["style"], gpu(x.cuda())["style"].cpu(), atol=1e-3)
+
+
+def test_channels_last_autoencoder_matches(tiny_weights):
+    from artlab.inference import load_autoencoder
+
+    model, _ = load_autoencoder(tiny_weights, "cpu")
+    x = torch.rand(2, 3, 128, 128) * 2 - 1
+    with torch.inference_mode():
+        reference = model(x)
+        fast = model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(reference, fast, atol=1e-4)
