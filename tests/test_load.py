@@ -16,7 +16,8 @@ import load  # noqa: E402
 
 
 def check(report: dict, clients: int):
-    assert report["errors"] == 0, report["endpoints"]
+    problems = {name: e["first_errors"] for name, e in report["endpoints"].items() if e["errors"]}
+    assert report["errors"] == 0, (problems, report["log_errors"][:5])
     assert report["app_alive"] and report["tracebacks_in_log"] == 0
     assert report["url"].startswith("http://127.0.0.1:")
     endpoints = report["endpoints"]

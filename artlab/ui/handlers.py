@@ -3,8 +3,14 @@
 Bad input becomes a gr.Error with a one-line message (shown as a toast), never a traceback.
 """
 
+import hashlib
+import io
 import logging
+import os
 import random
+import tempfile
+import time
+import uuid
 from pathlib import Path
 
 import gradio as gr
@@ -18,6 +24,44 @@ from artlab.weights import WeightsError
 
 from .context import AppContext
 from .i18n import label_scores, t
+
+# Output pictures are handed to Gradio as files written here, never as PIL images: Gradio saves a
+# PIL output by rewriting <cache>/<hash of its bytes>/image.png in place, so when two visitors get the
+# same picture (the same example analysed twice) one download can read a half-rewritten file. Files
+# are copied into Gradio's cache atomically, once per content.
+_OUTPUTS = Path(tempfile.mkdtemp(prefix="artlab-outputs-"))
+_OUTPUT_MAX_AGE_S = 15 * 60
+
+
+def _output_file(image, name: str, fmt: str = "png") -> str | None:
+    """Write `image` once per content under a stable name (atomically) and return its path."""
+    if image is None:
+        return None
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG" if fmt == "jpeg" else fmt.upper(), **({"quality": 90} if fmt == "jpeg" else {}))
+    data = buffer.getvalue()
+    folder = _OUTPUTS / hashlib.sha1(data).hexdigest()[:24]
+    path = folder / f"{name}.{'jpg' if fmt == 'jpeg' else fmt}"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f".{uuid.uuid4().hex}.tmp"
+        partial.write_bytes(data)
+        os.replace(partial, path)
+    _forget_old_outputs()
+    return str(path)
+
+
+def _forget_old_outputs() -> None:
+    """Gradio keeps its own copies; ours only need to outlive the request that made them."""
+    cutoff = time.time() - _OUTPUT_MAX_AGE_S
+    for folder in _OUTPUTS.iterdir():
+        try:
+            if folder.stat().st_mtime < cutoff:
+                for file in folder.iterdir():
+                    file.unlink(missing_ok=True)
+                folder.rmdir()
+        except OSError:
+            pass  # another request is cleaning it up too
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +128,8 @@ def analyze_artwork(ctx: AppContext, image_path, lang: str = "en", weights=None,
     heads = analysis.labels
     custom = _head_label(heads, HEAD, lang, label=_model_title(ctx, weights, lang))
     return (_head_label(heads, "style", lang), _head_label(heads, "subject", lang),
-            analysis.heatmap, seen, analysis.reconstruction, psnr, items, ids, custom)
+            _output_file(analysis.heatmap, "heatmap", "jpeg"), _output_file(seen, "autoencoder_input"),
+            _output_file(analysis.reconstruction, "reconstruction"), psnr, items, ids, custom)
 
 
 def _head_label(heads: dict, head: str, lang: str, **props):
@@ -194,14 +239,14 @@ def morph(ctx: AppContext, a_path, b_path, steps: int, weights=None):
     except ImageError as e:
         raise gr.Error(str(e)) from None
     frames = models.morph(a, b, int(steps))
-    strip = [(frame, f"{i / (len(frames) - 1):.0%}") for i, frame in enumerate(frames)]
-    return strip, frames, frames[len(frames) // 2], 0.5
+    strip = [(_output_file(frame, f"frame{i}"), f"{i / (len(frames) - 1):.0%}") for i, frame in enumerate(frames)]
+    return strip, frames, _output_file(frames[len(frames) // 2], "frame"), 0.5
 
 
 def pick_frame(frames, position: float):
     if not frames:
         return None
-    return frames[round(float(position) * (len(frames) - 1))]
+    return _output_file(frames[round(float(position) * (len(frames) - 1))], "frame")
 
 
 def surprise(ctx: AppContext):
