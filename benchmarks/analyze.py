@@ -98,7 +98,8 @@ def main() -> int:
               "ratio_p50_gradcam_vs_resnet50": round(summary["artlab_gradcam"]["p50_ms"] / base, 3),
               "targets": {"ratio_p50_vs_resnet50": 0.5, "ratio_p50_gradcam_vs_resnet50": 1.2},
               "torch_threads": torch.get_num_threads(), "input": "1155x866 JPEG",
-              "classifier_input": models.input_size, "tta": models.tta}
+              "classifier_input": models.input_size, "tta": models.tta,
+              "precision": str(models.dtype).removeprefix("torch.")}
     print(f"{'':<16}{'p50 ms':>10}{'p95 ms':>10}")
     for name, s in summary.items():
         print(f"{name:<16}{s['p50_ms']:>10}{s['p95_ms']:>10}")

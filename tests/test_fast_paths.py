@@ -64,3 +64,69 @@ def test_channels_last_autoencoder_matches(tiny_weights):
         reference = model(x)
         fast = model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
     assert torch.allclose(reference, fast, atol=1e-4)
+
+
+# ------------------------------------------------ bf16 trunks (the default where the CPU has native bf16)
+
+def _image_like(n, size, seed=0):
+    """Smooth pictures rather than noise: bf16 is meant for images, and noise exaggerates its error."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(n, 3, 8, 8, generator=g) * 2 - 1
+    return torch.nn.functional.interpolate(low, size=(size, size), mode="bicubic").clamp(-1, 1)
+
+
+def test_bf16_trunk_matches_fp32(tiny_weights):
+    reference, _ = load_classifier(tiny_weights, "cpu")
+    _randomise_batchnorm(reference)
+    fast = copy.deepcopy(reference)
+    fuse_batchnorm(fast.backbone)
+    fast.set_trunk_dtype(torch.bfloat16)
+    assert fast.trunk_dtype == torch.bfloat16 and fast.heads["style"].weight.dtype == torch.float32
+    x = _image_like(4, 64)
+    with torch.inference_mode():
+        want, got = _probs(reference, x, True), _probs(fast, x, True)
+    for head in ("style", "subject"):
+        assert got[head].dtype == torch.float32
+        assert torch.allclose(want[head], got[head], atol=0.02), (want[head] - got[head]).abs().max()
+    assert (want["embedding"] * got["embedding"]).sum(1).min() > 0.99
+
+
+def test_bf16_autoencoder_matches_fp32(tiny_weights):
+    from artlab.inference import load_autoencoder
+    from artlab.models.autoencoder import psnr
+
+    reference, _ = load_autoencoder(tiny_weights, "cpu")
+    fast = copy.deepcopy(reference).to(torch.bfloat16)
+    x = _image_like(2, 128)
+    with torch.inference_mode():
+        want, got = reference(x), fast(x)
+    assert got.dtype == torch.float32
+    assert (want - got).abs().max() < 0.05
+    assert torch.allclose(psnr(want, x), psnr(got, x), atol=0.1)
+
+
+@pytest.mark.parametrize("setting, dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
+def test_precision_setting_reaches_every_model(tiny_weights, monkeypatch, tmp_path, setting, dtype):
+    from artlab.inference import ArtModels
+    from conftest import make_image
+
+    monkeypatch.setenv("ARTLAB_PRECISION", setting)
+    models = ArtModels(tiny_weights, "cpu")
+    assert models.classifier.trunk_dtype == dtype and models.autoencoder.dtype == dtype
+    image = models.prepare(make_image(tmp_path / "a.png", (180, 40, 40), size=(96, 72), pattern=1))
+    (result,) = models.analyze([image], explain=True)  # Grad-CAM's backward works in either
+    assert result.heatmap is not None and result.psnr is not None
+    assert abs(sum(p for _, p in result.labels["style"]) - 1) < 1e-4
+
+
+def test_precision_choice(monkeypatch):
+    from artlab.device import inference_dtype, native_bf16_cpu
+
+    cpu = torch.device("cpu")
+    monkeypatch.setenv("ARTLAB_PRECISION", "auto")
+    assert inference_dtype(cpu) == (torch.bfloat16 if native_bf16_cpu() else torch.float32)
+    monkeypatch.setenv("ARTLAB_PRECISION", "fp32")
+    assert inference_dtype(cpu) == torch.float32
+    monkeypatch.setenv("ARTLAB_PRECISION", "half-ish")
+    with pytest.raises(ValueError, match="ARTLAB_PRECISION"):
+        inference_dtype(cpu)

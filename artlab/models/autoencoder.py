@@ -59,11 +59,16 @@ class ArtAutoencoder(nn.Module):
             nn.Conv2d(w, w // 2, 3, padding=1), nn.SiLU(), nn.Conv2d(w // 2, 3, 3, padding=1),
         )
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The weights' dtype (bf16 for fast inference where the hardware has it); inputs are cast to it."""
+        return self.encoder[0].weight.dtype
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)
+        return self.encoder(x.to(self.dtype)).float()
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.decoder(z))
+        return torch.tanh(self.decoder(z.to(self.dtype)).float())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))

@@ -55,10 +55,25 @@ class ArtClassifier(nn.Module):
     def taps(self):
         return TEXTURE_TAPS if self.texture is not None else ()
 
+    @property
+    def trunk_dtype(self) -> torch.dtype:
+        return self.backbone.stem[0].weight.dtype
+
+    def set_trunk_dtype(self, dtype: torch.dtype) -> "ArtClassifier":
+        """Run the convolutions (backbone, texture projections) in `dtype`, for inference.
+
+        Pooling, Gram statistics, the neck and the heads stay in fp32: they are cheap,
+        and the Gram matrices and the softmax are where low precision would show.
+        """
+        self.backbone.to(dtype)
+        if self.texture is not None:
+            self.texture.reduce.to(dtype)
+        return self
+
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Backbone feature map (kept for Grad-CAM) and the neck vector."""
-        fmap, tapped = self.backbone(x, self.taps)
-        pooled = fmap.mean(dim=(2, 3))
+        fmap, tapped = self.backbone(x.to(self.trunk_dtype), self.taps)
+        pooled = fmap.float().mean(dim=(2, 3))
         if self.texture is not None:
             pooled = torch.cat([pooled, self.texture(tapped)], dim=1)
         return fmap, self.neck(pooled)
