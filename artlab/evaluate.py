@@ -43,6 +43,8 @@ def evaluate_folder(folder, weights=None, split: str = "val", tta: bool = True, 
 
 
 def print_report(report: dict) -> None:
+    print(f"{report['weights']}: input {report['input_size']} px, mirror TTA {'on' if report['tta'] else 'off'}, "
+          f"convolutions in {report['precision']} (ARTLAB_PRECISION=fp32 for full precision)")
     for head, result in report["heads"].items():
         print(f"\n{head}: top-1 accuracy {result['accuracy']:.4f} on {result['count']} images ({result['data']})")
         for name, acc in result["per_class"].items():
