@@ -1,5 +1,6 @@
 """Gallery commands: index a folder of artworks into the gallery store."""
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -12,7 +13,10 @@ def register(sub):
     p.add_argument("--gallery", type=Path, metavar="PATH",
                    help="gallery folder (default: $ARTLAB_GALLERY or ~/.local/share/artlab/gallery)")
     p.add_argument("--weights", help="folder or .safetensors file (default: the shipped weights)")
-    p.add_argument("--batch", type=int, default=32, help="images per model batch and per transaction")
+    p.add_argument("--batch", type=int, help="images per model batch and per transaction (default 32; 256 with --bulk)")
+    p.add_argument("--bulk", action=argparse.BooleanOptionalAction, default=None,
+                   help="the pipelined bulk indexer (GPU decoding, read-ahead threads); default: on with a CUDA GPU")
+    p.add_argument("--workers", type=int, default=8, help="with --bulk: reader and thumbnail threads")
     p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     p.add_argument("--psnr", action="store_true",
                    help="also run the autoencoder and store each work's reconstruction PSNR (about 20%% slower)")
@@ -42,9 +46,20 @@ def run_index(args) -> int:
         return 2
     gallery = Gallery(args.gallery)
     paths = list_images(args.folder)
-    with tqdm(total=len(paths), unit="img", desc="indexing") as bar:
-        report = index_paths(gallery, models, paths, root=args.folder, meta=meta, batch_size=args.batch,
-                             progress=bar.update, reconstruct=args.psnr)
+    bulk = args.bulk if args.bulk is not None else models.device.type == "cuda"
+    if bulk and args.psnr:
+        print("note: --psnr needs the autoencoder, which the bulk indexer does not run; using the ordinary path",
+              file=sys.stderr)
+        bulk = False
+    with tqdm(total=len(paths), unit="img", desc="indexing (bulk)" if bulk else "indexing") as bar:
+        if bulk:
+            from .bulk import bulk_index
+
+            report = bulk_index(gallery, models, paths, root=args.folder, meta=meta, batch_size=args.batch or 256,
+                                workers=args.workers, progress=bar.update)
+        else:
+            report = index_paths(gallery, models, paths, root=args.folder, meta=meta, batch_size=args.batch or 32,
+                                 progress=bar.update, reconstruct=args.psnr)
     for error in report.errors:
         print(f"skipped: {error}", file=sys.stderr)
     print(f"{report.added} added, {report.skipped} already in the gallery, {len(report.errors)} unreadable; "

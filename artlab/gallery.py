@@ -152,13 +152,17 @@ class Gallery:
             row = self._conn.execute("SELECT id FROM works WHERE sha256=?", (sha256,)).fetchone()
         return row[0] if row else None
 
-    def add_batch(self, works: list[NewWork]) -> list[int]:
+    def add_batch(self, works: list[NewWork], executor=None) -> list[int]:
         """Store works in one transaction; works whose hash is already stored are skipped.
 
-        Returns the ids of the rows added (in order, skipped ones left out).
+        Returns the ids of the rows added (in order, skipped ones left out). With an
+        `executor` (a thread pool) the thumbnails are encoded in parallel (the bulk index).
         """
-        for work in works:
-            self._write_thumb(work.sha256, work.image)
+        if executor is None:
+            for work in works:
+                self._write_thumb(work.sha256, work.image)
+        else:
+            list(executor.map(lambda work: self._write_thumb(work.sha256, work.image), works))
         added = []
         now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         with self._lock, self._conn:

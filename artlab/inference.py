@@ -154,18 +154,28 @@ class ArtModels:
                 probs, cams = self._probs_and_cams(x)
             else:
                 probs, cams = _probs(self.classifier, x, self.tta), None
-            results = []
-            for i in range(len(images)):
-                ranked = {}
-                for head, names in self.labels.items():
-                    p = probs[head][i].tolist()
-                    ranked[head] = sorted(zip(names, p), key=lambda item: -item[1])
-                results.append(Analysis(ranked, probs["embedding"][i].cpu()))
-                if cams is not None:
-                    results[-1].heatmap = overlay(images[i], cams[i])
+            results = self._ranked(probs)
+            if cams is not None:
+                for result, image, cam in zip(results, images, cams):
+                    result.heatmap = overlay(image, cam)
             if reconstruct and self.autoencoder is not None:
                 self._reconstruct(images, results)
         return results
+
+    @torch.inference_mode()
+    def label_tensors(self, x: torch.Tensor) -> list[Analysis]:
+        """Labels and embeddings for a batch already letterboxed to `input_size` and scaled to
+        [-1, 1], on `self.device` (the bulk index decodes and resizes on the GPU itself)."""
+        with self.lock:
+            return self._ranked(_probs(self.classifier, x.contiguous(memory_format=torch.channels_last), self.tta))
+
+    def _ranked(self, probs: dict[str, torch.Tensor]) -> list[Analysis]:
+        """One Analysis per row: each head's labels, best first, and the embedding (on the CPU)."""
+        table = {head: probs[head].float().cpu().tolist() for head in self.labels}
+        embeddings = probs["embedding"].float().cpu()
+        return [Analysis({head: sorted(zip(names, table[head][i]), key=lambda item: -item[1])
+                          for head, names in self.labels.items()}, embeddings[i])
+                for i in range(len(embeddings))]
 
     def _probs_and_cams(self, x):
         """`_probs` with the first pass run under autograd, so Grad-CAM reuses it."""
