@@ -92,9 +92,9 @@ def score(model_dir: Path, val_root: Path, per_class: int, seed: int, device) ->
     import torch
 
     from artlab.data import load_images
-    from artlab.inference import classifier_probs, load_classifier
+    from artlab.inference import classifier_probs, load_classifier_for_inference
 
-    model, card = load_classifier(model_dir, device)
+    model, card = load_classifier_for_inference(model_dir, device)  # as `predict` runs it
     classes = card["labels"]["labels"]
     paths, labels = [], []
     for index, name in enumerate(classes):
