@@ -392,7 +392,7 @@ def index_paths(gallery: Gallery, models, paths: list[Path], root: Path | None =
             if sha and (sha in seen or gallery.known(sha)):
                 report.skipped += 1
             else:
-                image = models.prepare(path)   # the one safe loader: raises ImageError with the reason
+                image = models.prepare(path, display_side=THUMB_SIDE)   # the one safe loader: ImageError
                 batch.append((path.resolve(), sha, image))
                 seen.add(sha)
         except ImageError as e:
@@ -422,7 +422,7 @@ def add_upload(gallery: Gallery, models, data: bytes, title: str | None = None, 
     existing = gallery.id_for(sha)
     if existing is not None:
         return existing, False
-    image = models.prepare(data)
+    image = models.prepare(data, display_side=THUMB_SIDE)
     analysis = models.analyze([image])[0]
     path = gallery.keep_copy(data, sha, suffix)
     gallery.add_batch([analysis_to_work(path, sha, image, analysis,

@@ -138,9 +138,14 @@ class ArtModels:
         self.tta = tta
         self.lock = threading.Lock()
 
-    def prepare(self, source) -> Image.Image:
-        """Load (path, bytes, PIL) through the one safe loader; raises ImageError."""
-        return load_image(source, max_side=max(self.input_size, AE_SIZE) * 2)
+    def prepare(self, source, display_side: int = 0) -> Image.Image:
+        """Load (path, bytes, PIL) through the one safe loader; raises ImageError.
+
+        Large JPEGs are decoded only as large as the models need (a 1-MP photo at 1/4 scale
+        decodes 3x faster), or as `display_side` when the caller also shows the picture
+        (the app's heat map, the gallery's thumbnails).
+        """
+        return load_image(source, max_side=max(self.input_size, AE_SIZE, display_side))
 
     @torch.inference_mode()
     def analyze(self, images: list[Image.Image], reconstruct: bool = True, explain: bool = False) -> list[Analysis]:

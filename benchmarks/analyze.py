@@ -60,6 +60,7 @@ def main() -> int:
     import torch
     import torchvision
 
+    from artlab.explain import OVERLAY_SIDE
     from artlab.images import load_image
     from artlab.inference import ArtModels
 
@@ -69,7 +70,9 @@ def main() -> int:
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
     def artlab_once(path, explain):
-        models.analyze([models.prepare(path)], explain=explain)
+        # With Grad-CAM, as the app runs it: the picture decoded large enough to lay the heat map over.
+        image = models.prepare(path, display_side=OVERLAY_SIDE if explain else 0)
+        models.analyze([image], explain=explain)
 
     @torch.inference_mode()
     def resnet_once(path):

@@ -1,9 +1,10 @@
-"""Run every benchmark, print one table, write runs/benchmarks/all.json.
+"""Run every benchmark, print one table of figures against the targets, write runs/benchmarks/all.json.
 
-    python benchmarks/run_all.py [--quick]
+    python benchmarks/run_all.py [--quick] [--only analyze cli ...]
 
 Each benchmark is its own script (analyze, cli, index, text, finetune, startup) that prints its figures
 and writes its own JSON; this runs them one after another and gathers the headline numbers.
+The full run includes the 1,000-request memory soak of the app (about 6 minutes of the ~10).
 `--quick` uses fewer images and runs, for a smoke check.
 """
 
@@ -18,13 +19,45 @@ OUT = ROOT / "runs" / "benchmarks"
 
 # name -> (script arguments, quick arguments, headline keys in its JSON)
 BENCHMARKS = {
-    "analyze": ([], ["--images", "20"], ["ratio_p50_vs_resnet50", "ratio_p50_gradcam_vs_resnet50", "summary"]),
-    "cli": ([], ["--images", "40", "--pairs", "1"], ["median_ratio", "seconds"]),
-    "index": ([], ["--limit", "100"], ["images_per_s", "device"]),
+    "analyze": ([], ["--images", "20"], None),
+    "cli": ([], ["--images", "40", "--pairs", "1"], None),
+    "index": ([], ["--limit", "100"], None),
     "text": ([], [], None),
     "finetune": ([], [], None),
-    "startup": ([], [], None),
+    "startup": (["--requests", "1000"], ["--requests", "30", "--rss-every", "10"], None),
 }
+
+
+def _rows(name: str, d: dict) -> list[tuple[str, str, str, bool | None]]:
+    """(what, figure, target, met) lines for the table."""
+    if name == "analyze":
+        s = d["summary"]
+        return [("analyze p50 vs ResNet-50", f"{s['artlab']['p50_ms']} / {s['resnet50']['p50_ms']} ms = "
+                 f"{d['ratio_p50_vs_resnet50']}x", "<= 0.5x", d["ratio_p50_vs_resnet50"] <= 0.5),
+                ("analyze + Grad-CAM p50", f"{s['artlab_gradcam']['p50_ms']} ms = {d['ratio_p50_gradcam_vs_resnet50']}x",
+                 "<= 1.2x", d["ratio_p50_gradcam_vs_resnet50"] <= 1.2)]
+    if name == "cli":
+        return [("cli: predict --json vs ResNet-50 script", f"median ratio {d['median_ratio']}", "<= 0.5",
+                 d["median_ratio"] <= 0.5)]
+    if name == "index":
+        return [(f"index ({d.get('pipeline', 'ordinary')}, {d.get('device_name', d['device'])})",
+                 f"{d['images_per_s']} images/s (model only {d.get('model_only_images_per_s')})",
+                 f">= {d['target_images_per_s']}", d["images_per_s"] >= d["target_images_per_s"])]
+    if name == "text":
+        return [("text: predict-text", f"{d['titles_per_s']} titles/s", ">= 500", d["titles_per_s"] >= 500)]
+    if name == "finetune":
+        return [("finetune 3 x 30 images", f"{d['command_wall_s']} s, accuracy {d['test_accuracy']}",
+                 "<= 60 s (CPU), >= 0.85", d["command_wall_s"] <= 60 and d["test_accuracy"] >= 0.85)]
+    if name == "startup":
+        samples = d.get("rss_samples") or []
+        after_100 = max((x["rss_mb"] for x in samples if x["requests"] >= 100), default=d["peak_rss_mb"])
+        growth = d.get("rss_growth_second_half_mb")
+        return [("app ready (first HTTP 200)", f"{d['first_200_s']} s", "<= 10 s", d["first_200_s"] <= 10),
+                ("app peak RSS", f"{d['peak_rss_mb']} MB", "<= 1536 MB", d["peak_rss_mb"] <= 1536),
+                (f"app RSS growth, requests {samples[len(samples) // 2 - 1]['requests'] if len(samples) > 3 else '-'}"
+                 f"-{samples[-1]['requests'] if samples else '-'}",
+                 f"{growth} MB (RSS after request 100: {after_100} MB)", "none", None if growth is None else growth <= 16)]
+    return []
 
 
 def main() -> int:
@@ -46,8 +79,13 @@ def main() -> int:
         data = json.loads(data_file.read_text())
         results[name] = {k: data[k] for k in keys if k in data} if keys else data
     print("\n== summary")
+    print(f"{'benchmark':<44}{'figure':<52}{'target':<24}met")
     for name, data in results.items():
-        print(f"{name:<10} {json.dumps(data)[:300]}")
+        if "error" in data:
+            print(f"{name:<44}{data['error']}")
+            continue
+        for what, figure, target, met in _rows(name, data):
+            print(f"{what:<44}{figure:<52}{target:<24}{'-' if met is None else 'yes' if met else 'NO'}")
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "all.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {OUT / 'all.json'}")

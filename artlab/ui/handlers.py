@@ -15,6 +15,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from artlab.explain import OVERLAY_SIDE
 from artlab.finetune import HEAD
 from artlab.gallery import add_upload, content_hash
 from artlab.images import ImageError, letterbox, load_image
@@ -110,7 +111,7 @@ def analyze_artwork(ctx: AppContext, image_path, lang: str = "en", weights=None,
     weights = ctx.artwork_weights(weights)
     models = _models(ctx, weights)
     try:
-        image = models.prepare(data)
+        image = models.prepare(data, display_side=OVERLAY_SIDE)   # the heat map is laid over it
     except ImageError as e:
         raise gr.Error(str(e)) from None
     progress(0.2, desc="looking")
