@@ -124,11 +124,11 @@ def load_image(source, max_side: int | None = None) -> Image.Image:
     return rgb
 
 
-def letterbox(im: Image.Image, size: int) -> Image.Image:
+def letterbox(im: Image.Image, size: int, resample: Image.Resampling = Image.Resampling.BICUBIC) -> Image.Image:
     """Fit the whole image in a size x size square with black bars, as the training data was made."""
     scale = size / max(im.size)
     new = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
-    resized = im.resize(new, Image.Resampling.BICUBIC, reducing_gap=3.0) if new != im.size else im
+    resized = im.resize(new, resample, reducing_gap=3.0) if new != im.size else im
     canvas = Image.new("RGB", (size, size))
     canvas.paste(resized, ((size - new[0]) // 2, (size - new[1]) // 2))
     return canvas

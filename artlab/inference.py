@@ -17,6 +17,7 @@ from PIL import Image
 from .data import resize_for_eval
 from .device import inference_dtype, pick_device
 from .explain import cam_for, classify_with_cam, overlay
+from .memory import release_freed_memory
 from .images import letterbox, load_image, normalize, to_uint8_tensor
 from .models.autoencoder import IMAGE_SIZE as AE_SIZE, ArtAutoencoder, interpolate, psnr
 from .models.backbone import fuse_batchnorm
@@ -92,6 +93,13 @@ def load_autoencoder(weights=None, device=None) -> tuple[ArtAutoencoder, dict]:
     return model.float().eval().to(pick_device(device)), card
 
 
+def autoencoder_input(image: Image.Image) -> Image.Image:
+    """The picture as the autoencoder takes it: letterboxed to 128 px with antialiased bilinear
+    resampling, the way its training crops were resized. (Bicubic's sharper edges cost 1.1 dB of
+    PSNR on val: 26.5 instead of 27.6 dB, for the same model.)"""
+    return letterbox(image, AE_SIZE, Image.Resampling.BILINEAR)
+
+
 @dataclass
 class Analysis:
     """Everything ArtLab says about one image."""
@@ -137,6 +145,7 @@ class ArtModels:
             self.autoencoder.to(self.dtype).to(memory_format=torch.channels_last)
         self.tta = tta
         self.lock = threading.Lock()
+        release_freed_memory()   # the fp32 and unfused copies made while loading
 
     def prepare(self, source, display_side: int = 0) -> Image.Image:
         """Load (path, bytes, PIL) through the one safe loader; raises ImageError.
@@ -203,14 +212,14 @@ class ArtModels:
         if self.autoencoder is None:
             raise WeightsError("no autoencoder loaded")
         with self.lock, torch.inference_mode():
-            pair = torch.stack([to_uint8_tensor(letterbox(im, AE_SIZE)) for im in (a, b)])
+            pair = torch.stack([to_uint8_tensor(autoencoder_input(im)) for im in (a, b)])
             x = normalize(pair.to(self.device))
             frames = interpolate(self.autoencoder, x[0], x[1], max(2, steps))
             pixels = ((frames.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
         return [Image.fromarray(array) for array in pixels]
 
     def _reconstruct(self, images, results):
-        small = torch.stack([to_uint8_tensor(letterbox(im, AE_SIZE)) for im in images])
+        small = torch.stack([to_uint8_tensor(autoencoder_input(im)) for im in images])
         x = normalize(small.to(self.device)).contiguous(memory_format=torch.channels_last)
         recon = self.autoencoder(x)
         values = psnr(recon, x).tolist()

@@ -130,3 +130,14 @@ def test_precision_choice(monkeypatch):
     monkeypatch.setenv("ARTLAB_PRECISION", "half-ish")
     with pytest.raises(ValueError, match="ARTLAB_PRECISION"):
         inference_dtype(cpu)
+
+
+def test_memory_helpers_apply_on_glibc():
+    """The app caps malloc arenas (flat RSS over many requests) and trims after loading models."""
+    import platform
+
+    from artlab.memory import limit_malloc_arenas, release_freed_memory
+
+    release_freed_memory()  # never raises, whatever the C library
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert limit_malloc_arenas(8) is True   # 8: the cap stays harmless for the rest of the test run

@@ -18,8 +18,9 @@ import gradio as gr
 from artlab.explain import OVERLAY_SIDE
 from artlab.finetune import HEAD
 from artlab.gallery import add_upload, content_hash
-from artlab.images import ImageError, letterbox, load_image
-from artlab.models.autoencoder import IMAGE_SIZE as AE_SIZE
+from artlab.images import ImageError, load_image
+from artlab.inference import autoencoder_input
+from artlab.memory import release_freed_memory
 from artlab.labels import STYLES, SUBJECTS, display_name
 from artlab.weights import WeightsError
 
@@ -125,12 +126,16 @@ def analyze_artwork(ctx: AppContext, image_path, lang: str = "en", weights=None,
     psnr = (f"**{analysis.psnr:.1f} dB** PSNR: how faithfully the autoencoder rebuilt the picture "
             f"from a code 48 times smaller." if analysis.psnr is not None else "")
     # What the autoencoder was given (128 px, letterboxed), shown beside what it rebuilt.
-    seen = letterbox(image, AE_SIZE)
+    seen = autoencoder_input(image)
     heads = analysis.labels
     custom = _head_label(heads, HEAD, lang, label=_model_title(ctx, weights, lang))
-    return (_head_label(heads, "style", lang), _head_label(heads, "subject", lang),
-            _output_file(analysis.heatmap, "heatmap", "jpeg"), _output_file(seen, "autoencoder_input"),
-            _output_file(analysis.reconstruction, "reconstruction"), psnr, items, ids, custom)
+    outputs = (_head_label(heads, "style", lang), _head_label(heads, "subject", lang),
+               _output_file(analysis.heatmap, "heatmap", "jpeg"), _output_file(seen, "autoencoder_input"),
+               _output_file(analysis.reconstruction, "reconstruction"), psnr, items, ids, custom)
+    # A kiosk runs for weeks: hand the analysis's freed buffers back to the OS (a few ms), so the
+    # app's memory stays flat instead of settling wherever the allocator's fragmentation takes it.
+    release_freed_memory()
+    return outputs
 
 
 def _head_label(heads: dict, head: str, lang: str, **props):

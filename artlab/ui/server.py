@@ -113,10 +113,12 @@ def main(argv=None) -> None:
     import logging
     import sys
 
+    from artlab.memory import limit_malloc_arenas
     from artlab.registry import Registry
     from artlab.weights import WeightsError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    limit_malloc_arenas()   # before the server's threads exist: keeps RSS flat over many requests
     args = parse_args(argv)
     try:
         check_weights(args.weights)
