@@ -20,10 +20,18 @@ def pick_device(preferred: str | None = None) -> torch.device:
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
     """Mixed precision on GPUs (bf16 where supported), full precision on the CPU."""
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if cuda_native_bf16() else torch.float16
     if device.type == "mps":
         return torch.float16
     return None
+
+
+def cuda_native_bf16() -> bool:
+    """bf16 in the GPU's hardware (Ampere and newer); older GPUs only emulate it, slowly."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # older PyTorch: no emulation switch
+        return torch.cuda.is_bf16_supported()
 
 
 def native_bf16_cpu() -> bool:
@@ -48,7 +56,7 @@ def inference_dtype(device: torch.device) -> torch.dtype:
     if choice != "auto":
         raise ValueError(f"ARTLAB_PRECISION={choice!r}: use auto, fp32 or bf16")
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        return torch.bfloat16 if cuda_native_bf16() else torch.float32
     if device.type == "cpu" and native_bf16_cpu():
         return torch.bfloat16
     return torch.float32
