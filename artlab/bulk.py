@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .gallery import THUMB_SIDE, Gallery, IndexReport, NewWork, _meta_for, content_hash
-from .images import MAX_BYTES, MAX_PIXELS, ImageError, letterbox, load_image, to_uint8_tensor
+from .gallery import THUMB_SIDE, Gallery, IndexReport, _meta_for, analysis_to_work, content_hash
+from .images import MAX_PIXELS, ImageError, letterbox, load_image, read_image_bytes, to_uint8_tensor
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +70,7 @@ def _batch_decodable(data: bytes) -> bool:
 def _read(path: Path) -> _File:
     """Read, hash and classify one file (runs in the thread pool)."""
     try:
-        if path.stat().st_size > MAX_BYTES:
-            raise ImageError(f"{path}: file is over the {MAX_BYTES // 2**20} MB limit")
-        data = path.read_bytes()
-        if not data:
-            raise ImageError(f"{path}: empty file")
+        data = read_image_bytes(path)   # the one loader's byte limits and messages
         return _File(path, content_hash(data), data, _batch_decodable(data))
     except ImageError as e:
         return _File(path, error=str(e))
@@ -219,8 +215,7 @@ class BulkIndexer:
             analyses = self.models.label_tensors(torch.stack(pictures).div_(127.5).sub_(1.0))
             # After the analysis, which waited for the device: each copy back is then a plain copy.
             thumbs = [_to_pil(thumb) for thumb in thumbs]
-            works = [NewWork(path=str(f.path.resolve()), sha256=f.sha, image=thumb, labels=a.labels,
-                             embedding=a.embedding.numpy(), **_info(f.path, root, meta))
+            works = [analysis_to_work(f.path.resolve(), f.sha, thumb, a, _meta_for(f.path, root, meta) if root else {})
                      for f, thumb, a in zip(kept, thumbs, analyses)]
         else:
             works = []
@@ -249,20 +244,15 @@ class BulkIndexer:
                 thumbs.append(_thumbnail(image))
             else:  # not a small RGB JPEG, or refused by the batch decoder: the one safe loader
                 try:
-                    picture = load_image(f.data, max_side=max(side, THUMB_SIDE) * 2)
+                    picture = load_image(f.path, max_side=max(side, THUMB_SIDE))   # its errors name the file
                 except ImageError as e:
-                    report.errors.append(f"{f.path}: {str(e).removeprefix('upload: ')}")
+                    report.errors.append(str(e))
                     continue
                 pictures.append(to_uint8_tensor(letterbox(picture, side)).to(device).float())
                 thumbs.append(picture)
             kept.append(f)
             f.data = None  # the bytes are no longer needed: keep memory flat on long runs
         return pictures, thumbs, kept
-
-
-def _info(path: Path, root: Path | None, meta: dict) -> dict:
-    info = _meta_for(path, root, meta) if root else {}
-    return {key: info.get(key) for key in ("title", "artist", "year")}
 
 
 def bulk_index(gallery: Gallery, models, paths: list[Path], root: Path | None = None, meta: dict | None = None,

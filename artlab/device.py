@@ -46,7 +46,7 @@ def inference_dtype(device: torch.device) -> torch.dtype:
 
     bf16 where the hardware does it natively (a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX):
     on the 2-core EPYC this halves the convolutions' time; the shipped models' val accuracy and
-    PSNR are unchanged by it (tests/test_precision.py, README). ARTLAB_PRECISION=fp32 forces full precision.
+    PSNR are unchanged by it (tests/test_fast_paths.py, README). ARTLAB_PRECISION=fp32 forces full precision.
     """
     choice = os.environ.get("ARTLAB_PRECISION", "auto").lower()
     if choice in ("fp32", "float32"):

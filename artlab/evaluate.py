@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-
 from .data import ImageSet, load_class_folders
 from .inference import classifier_probs, load_classifier_for_inference
 from .metrics import classification_report, format_confusion
@@ -31,7 +30,8 @@ def collect(folder: Path, card_labels: dict, split: str) -> list[tuple[str, Path
 def evaluate_folder(folder, weights=None, split: str = "val", tta: bool = True, device=None) -> dict:
     model, card = load_classifier_for_inference(weights, device)
     device = next(model.parameters()).device
-    report = {"weights": card.get("name"), "tta": tta, "precision": str(model.trunk_dtype).removeprefix("torch."), "input_size": card["input_size"], "heads": {}}
+    report = {"weights": card.get("name"), "tta": tta, "input_size": card["input_size"],
+              "precision": str(model.trunk_dtype).removeprefix("torch."), "heads": {}}
     for head, root in collect(Path(folder), card["labels"], split):
         labels = tuple(card["labels"][head])
         data: ImageSet = load_class_folders(root, head, labels)

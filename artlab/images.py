@@ -33,7 +33,8 @@ def _name(source) -> str:
     return str(source) if isinstance(source, (str, Path)) else "upload"
 
 
-def _read_bytes(source) -> bytes:
+def read_image_bytes(source) -> bytes:
+    """A path's (or bytes') content within our byte limit, or ImageError (missing, folder, empty, too big)."""
     if isinstance(source, (bytes, bytearray)):
         data = bytes(source)
     else:
@@ -80,7 +81,7 @@ def load_image(source, max_side: int | None = None) -> Image.Image:
     elif isinstance(source, np.ndarray):
         im = Image.fromarray(source)
     else:
-        data = _read_bytes(source)
+        data = read_image_bytes(source)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we check size ourselves
