@@ -39,6 +39,7 @@ def register(sub):
     e.add_argument("--weights")
     e.add_argument("--json", type=Path, help="also write the report as JSON to this file")
     e.add_argument("--no-tta", action="store_true", help="without the mirrored second pass")
+    e.add_argument("--size", type=int, help="input size to test at (default: the card's, as predict uses)")
     e.add_argument("--device")
     e.set_defaults(run=run_evaluate)
 
@@ -107,7 +108,8 @@ def run_train(args) -> int:
 def run_evaluate(args) -> int:
     from .evaluate import evaluate_folder, print_report
 
-    report = evaluate_folder(args.data, args.weights, split=args.split, tta=not args.no_tta, device=args.device)
+    report = evaluate_folder(args.data, args.weights, split=args.split, tta=not args.no_tta, device=args.device,
+                             size=args.size)
     print_report(report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -27,15 +27,18 @@ def collect(folder: Path, card_labels: dict, split: str) -> list[tuple[str, Path
     return found
 
 
-def evaluate_folder(folder, weights=None, split: str = "val", tta: bool = True, device=None) -> dict:
+def evaluate_folder(folder, weights=None, split: str = "val", tta: bool = True, device=None,
+                    size: int | None = None) -> dict:
+    """`size`: test at another input size than the card's (what predict uses), to compare."""
     model, card = load_classifier_for_inference(weights, device)
     device = next(model.parameters()).device
-    report = {"weights": card.get("name"), "tta": tta, "input_size": card["input_size"],
+    size = size or card["input_size"]
+    report = {"weights": card.get("name"), "tta": tta, "input_size": size,
               "precision": str(model.trunk_dtype).removeprefix("torch."), "heads": {}}
     for head, root in collect(Path(folder), card["labels"], split):
         labels = tuple(card["labels"][head])
         data: ImageSet = load_class_folders(root, head, labels)
-        probs = classifier_probs(model, data.images, card["input_size"], device, tta=tta)
+        probs = classifier_probs(model, data.images, size, device, tta=tta)
         result = classification_report(probs[head].argmax(1), data.labels[head], labels)
         result["data"], result["skipped"] = str(root), data.skipped
         report["heads"][head] = result

@@ -108,6 +108,11 @@ def test_evaluate_command_prints_and_writes_json(class_folders, tiny_weights, tm
     assert "style: top-1 accuracy" in printed and "confusion" in printed
     report = json.loads(out.read_text())
     assert report["heads"]["style"]["count"] == 14 and len(report["heads"]["style"]["confusion"]["matrix"]) == 7
+    card_size = report["input_size"]
+    assert main(["evaluate", "--data", str(class_folders / "styles" / "val"), "--weights", str(tiny_weights),
+                 "--size", str(card_size + 32), "--json", str(out)]) == 0
+    assert f"input {card_size + 32} px" in capsys.readouterr().out
+    assert json.loads(out.read_text())["input_size"] == card_size + 32
 
 
 def test_time_budget_ends_training_and_its_schedule():
