@@ -31,6 +31,11 @@ def register(sub):
     t.add_argument("--lr", type=float, default=2e-3, help="classifier learning rate")
     t.add_argument("--ae-lr", type=float, default=3e-3, help="autoencoder learning rate")
     t.add_argument("--ae-init", type=Path, help="continue training the text autoencoder found in this folder")
+    t.add_argument("--ae-salad", type=float, default=0.5,
+                   help="share of autoencoder batches made of random title words, to learn copying (default 0.5)")
+    t.add_argument("--ae-code", type=int, default=256, help="autoencoder code size (values per text)")
+    t.add_argument("--ae-hidden", type=int, default=256, help="autoencoder encoder GRU size (each direction)")
+    t.add_argument("--ae-decoder", type=int, default=384, help="autoencoder decoder GRU size")
     t.add_argument("--limit", type=int, help="at most this many texts per split (quick runs)")
     t.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     t.add_argument("--time-budget", type=float,
@@ -137,6 +142,8 @@ def run_train(args) -> int:
     if args.model in ("autoencoder", "all"):
         card = train_autoencoder(args.data, args.out, epochs=args.ae_epochs, batch_size=args.batch,
                                  lr=args.ae_lr, init=args.ae_init, time_budget_s=args.time_budget,
+                                 salad=args.ae_salad, code_dim=args.ae_code, hidden=args.ae_hidden,
+                                 decoder_hidden=args.ae_decoder,
                                  limit=args.limit, device=args.device, command=command)
         print(json.dumps(card["metrics"]["val"]))
     return 0

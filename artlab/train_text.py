@@ -141,12 +141,7 @@ def train_classifier(data_root: Path, out_dir: Path, *, epochs: int = 8, batch_s
 def add_noise(ids: list[int], starts: list[bool], rng: random.Random, drop: float = 0.1,
               swap: float = 0.1) -> list[int]:
     """Drop whole words and swap neighbouring words (the denoising autoencoder's input)."""
-    words: list[list[int]] = []
-    for token, start in zip(ids, starts):
-        if start or not words:
-            words.append([token])
-        else:
-            words[-1].append(token)
+    words = split_words(ids, starts)
     kept = [w for w in words if rng.random() >= drop] or [rng.choice(words)]
     i = 0
     while i < len(kept) - 1:
@@ -155,6 +150,27 @@ def add_noise(ids: list[int], starts: list[bool], rng: random.Random, drop: floa
             i += 1
         i += 1
     return [t for w in kept for t in w]
+
+
+def split_words(ids: list[int], starts: list[bool]) -> list[list[int]]:
+    """Token ids grouped by word (a word and its "##" pieces stay together)."""
+    words: list[list[int]] = []
+    for token, start in zip(ids, starts):
+        if start or not words:
+            words.append([token])
+        else:
+            words[-1].append(token)
+    return words
+
+
+def word_salad(word_count: int, word_pool: list[list[int]], rng: random.Random, max_tokens: int) -> list[int]:
+    """A made-up text of `word_count` words drawn at random from the training titles' words.
+
+    Mixed into the autoencoder's batches so that it must learn to copy any sequence through
+    its code: trained on the titles alone it learns them by heart (train token accuracy 0.999)
+    and guesses new ones from what titles usually say (val 0.73)."""
+    ids = [t for _ in range(max(1, word_count)) for t in rng.choice(word_pool)]
+    return ids[:max_tokens]
 
 
 def token_accuracy(predicted: list[list[int]], target: list[list[int]]) -> float:
@@ -186,10 +202,12 @@ def evaluate_autoencoder(model, tokenizer, titles: list[str], device) -> dict:
 
 def train_autoencoder(data_root: Path, out_dir: Path, *, epochs: int = 12, batch_size: int = 128,
                       lr: float = 3e-3, embed_dim: int = 128, hidden: int = 256, code_dim: int = 256,
-                      decoder_hidden: int = 384, noise: float = 0.1, limit: int | None = None, device=None,
+                      decoder_hidden: int = 384, noise: float = 0.1, salad: float = 0.0,
+                      limit: int | None = None, device=None,
                       name: str = "text_autoencoder", seed: int = 0, command: str = "",
                       show_progress: bool = True, init=None, time_budget_s: float | None = None) -> dict:
-    """`init`: a weights folder whose text autoencoder (and its vocabulary) training continues from."""
+    """`init`: a weights folder whose text autoencoder (and its vocabulary) training continues from.
+    `salad`: the share of each batch replaced by made-up texts of random title words (`word_salad`)."""
     device = pick_device(device)
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -209,6 +227,8 @@ def train_autoencoder(data_root: Path, out_dir: Path, *, epochs: int = 12, batch
         tokenizer = Tokenizer.build(titles)
     encoded = [tokenizer.encode(t, AE_MAX_TOKENS) for t in titles]
     starts = [tokenizer.word_starts(ids) for ids in encoded]
+    title_words = [split_words(ids, st) for ids, st in zip(encoded, starts)]
+    word_pool = [word for words in title_words for word in words]
     log.info("autoencoder: %d distinct train titles, %d val titles, vocabulary %d",
              len(titles), len(val_titles), len(tokenizer))
     model = TextAutoencoder(len(tokenizer), embed_dim=embed_dim, hidden=hidden, code_dim=code_dim,
@@ -220,12 +240,14 @@ def train_autoencoder(data_root: Path, out_dir: Path, *, epochs: int = 12, batch
 
     def batches(epoch):
         for batch in length_batches([len(s) for s in encoded], batch_size, rng):
+            clean = [word_salad(len(title_words[i]), word_pool, rng, AE_MAX_TOKENS) if rng.random() < salad
+                     else encoded[i] for i in batch]
             # Half the texts go in clean, so the code also learns to copy exactly.
-            noisy = [add_noise(encoded[i], starts[i], rng, noise, noise) if rng.random() < 0.5 else encoded[i]
-                     for i in batch]
+            noisy = [add_noise(ids, tokenizer.word_starts(ids), rng, noise, noise) if rng.random() < 0.5 else ids
+                     for ids in clean]
             ids, lengths = pad_batch(noisy)
-            target, _ = pad_batch([encoded[i] + [EOS_ID] for i in batch])
-            decoder_in, _ = pad_batch([[BOS_ID] + encoded[i] for i in batch])
+            target, _ = pad_batch([c + [EOS_ID] for c in clean])
+            decoder_in, _ = pad_batch([[BOS_ID] + c for c in clean])
             yield ids.to(device), lengths, decoder_in.to(device), target.to(device)
 
     def step(model, batch):
@@ -253,9 +275,12 @@ def train_autoencoder(data_root: Path, out_dir: Path, *, epochs: int = 12, batch
         "training_data": {"titles": f"{len(titles)} distinct WikiArt and SemArt titles of the train split "
                                     "(by painting), at most 16 words",
                           "noise": f"half the inputs: each word dropped with p={noise}, neighbours "
-                                   f"swapped with p={noise}; target: the clean title"},
+                                   f"swapped with p={noise}; target: the clean title",
+                          "word_salad": f"{salad:.0%} of each batch: made-up texts of as many random "
+                                        "title words as the title they replace (learning to copy, not "
+                                        "to recite)"},
         "training": {"epochs_run": len(result.history), "best_epoch": result.best_epoch,
-                     "batch_size": batch_size, "lr": lr, "history": result.history,
+                     "batch_size": batch_size, "lr": lr, "salad": salad, "history": result.history,
                      "continued_from": init_card["training"] if init else None},
         "metrics": {"val": {"clean_titles_up_to_12_words": metrics}},
         "command": command or " ".join(sys.argv),

@@ -81,7 +81,7 @@ def trained(text_data, tmp_path_factory):
     clf = train_classifier(text_data, out, epochs=4, batch_size=16, lr=5e-3, embed_dim=16, hidden=16,
                            device="cpu", show_progress=False)
     ae = train_autoencoder(text_data, out, epochs=3, batch_size=16, lr=5e-3, embed_dim=16, hidden=16,
-                           code_dim=16, decoder_hidden=24, device="cpu", show_progress=False)
+                           code_dim=16, decoder_hidden=24, salad=0.5, device="cpu", show_progress=False)
     return out, clf, ae
 
 
@@ -195,6 +195,23 @@ def test_noise_drops_and_swaps_whole_words():
     assert token_accuracy([[1, 2, 3]], [[1, 2, 3]]) == 1.0
     assert token_accuracy([[1, 2]], [[1, 2, 3, 4]]) == 0.5
     assert token_accuracy([[1, 9, 3, 4, 5]], [[1, 2, 3, 4]]) == 0.6
+
+
+def test_word_salad_is_made_of_whole_title_words():
+    from artlab.train_text import split_words, word_salad
+
+    tok = Tokenizer.build(CORPUS, min_count=1)
+    ids = tok.encode("stormy tapirs at night stormiest")
+    words = split_words(ids, tok.word_starts(ids))
+    assert [t for w in words for t in w] == ids and len(words) == 5
+    assert any(len(w) > 1 for w in words)          # a word cut into pieces stays one word
+    rng = random.Random(0)
+    salads = [word_salad(4, words, rng, max_tokens=32) for _ in range(30)]
+    for salad in salads:
+        assert len(split_words(salad, tok.word_starts(salad))) == 4
+        assert set(tok.decode(salad).split()) <= set(tok.decode(ids).split())
+    assert len({tuple(s) for s in salads}) > 20      # new texts every time, not a fixed few
+    assert len(word_salad(100, words, rng, max_tokens=32)) == 32
 
 
 def test_models_handle_padding_consistently():
