@@ -36,6 +36,8 @@ def register(sub):
     t.add_argument("--ae-code", type=int, default=256, help="autoencoder code size (values per text)")
     t.add_argument("--ae-hidden", type=int, default=256, help="autoencoder encoder GRU size (each direction)")
     t.add_argument("--ae-decoder", type=int, default=384, help="autoencoder decoder GRU size")
+    t.add_argument("--ae-slots", type=int, default=0,
+                   help="autoencoder code as this many attention slots (0: one vector from the final states)")
     t.add_argument("--limit", type=int, help="at most this many texts per split (quick runs)")
     t.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     t.add_argument("--time-budget", type=float,
@@ -143,7 +145,7 @@ def run_train(args) -> int:
         card = train_autoencoder(args.data, args.out, epochs=args.ae_epochs, batch_size=args.batch,
                                  lr=args.ae_lr, init=args.ae_init, time_budget_s=args.time_budget,
                                  salad=args.ae_salad, code_dim=args.ae_code, hidden=args.ae_hidden,
-                                 decoder_hidden=args.ae_decoder,
+                                 decoder_hidden=args.ae_decoder, slots=args.ae_slots,
                                  limit=args.limit, device=args.device, command=command)
         print(json.dumps(card["metrics"]["val"]))
     return 0

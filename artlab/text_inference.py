@@ -64,7 +64,8 @@ def load_text_autoencoder(weights=None, device=None) -> tuple[TextAutoencoder, T
     config = card.get("config", {})
     tokenizer = _load_tokenizer(path, card)
     model = TextAutoencoder(len(tokenizer), embed_dim=config["embed_dim"], hidden=config["hidden"],
-                            code_dim=config["code_dim"], decoder_hidden=config["decoder_hidden"])
+                            code_dim=config["code_dim"], decoder_hidden=config["decoder_hidden"],
+                            slots=config.get("slots", 0))
     load_into(model, path)
     return model.float().eval().to(pick_device(device)), tokenizer, card
 

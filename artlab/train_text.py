@@ -202,7 +202,7 @@ def evaluate_autoencoder(model, tokenizer, titles: list[str], device) -> dict:
 
 def train_autoencoder(data_root: Path, out_dir: Path, *, epochs: int = 12, batch_size: int = 128,
                       lr: float = 3e-3, embed_dim: int = 128, hidden: int = 256, code_dim: int = 256,
-                      decoder_hidden: int = 384, noise: float = 0.1, salad: float = 0.0,
+                      decoder_hidden: int = 384, slots: int = 0, noise: float = 0.1, salad: float = 0.0,
                       limit: int | None = None, device=None,
                       name: str = "text_autoencoder", seed: int = 0, command: str = "",
                       show_progress: bool = True, init=None, time_budget_s: float | None = None) -> dict:
@@ -223,6 +223,7 @@ def train_autoencoder(data_root: Path, out_dir: Path, *, epochs: int = 12, batch
         config = init_card["config"]
         embed_dim, hidden, code_dim, decoder_hidden = (config["embed_dim"], config["hidden"], config["code_dim"],
                                                        config["decoder_hidden"])
+        slots = config.get("slots", 0)
     else:
         tokenizer = Tokenizer.build(titles)
     encoded = [tokenizer.encode(t, AE_MAX_TOKENS) for t in titles]
@@ -232,7 +233,7 @@ def train_autoencoder(data_root: Path, out_dir: Path, *, epochs: int = 12, batch
     log.info("autoencoder: %d distinct train titles, %d val titles, vocabulary %d",
              len(titles), len(val_titles), len(tokenizer))
     model = TextAutoencoder(len(tokenizer), embed_dim=embed_dim, hidden=hidden, code_dim=code_dim,
-                            decoder_hidden=decoder_hidden)
+                            decoder_hidden=decoder_hidden, slots=slots)
     if init:
         model.load_state_dict(start.state_dict())
     model.to(device)
@@ -267,10 +268,15 @@ def train_autoencoder(data_root: Path, out_dir: Path, *, epochs: int = 12, batch
     card = {
         "name": name,
         "architecture": f"denoising seq2seq: embedding {embed_dim} -> bidirectional GRU {hidden} -> "
-                        f"fixed code of {code_dim} values (tanh) -> GRU decoder {decoder_hidden} fed the "
-                        "code at every step, output tied to the embedding; greedy decoding",
+                        + (f"fixed code of {slots} slots x {code_dim // slots} values (tanh; attention with "
+                           "learned, position-aware queries over the encoder states)" if slots else
+                           f"fixed code of {code_dim} values (tanh)")
+                        + f" -> GRU decoder {decoder_hidden} fed the code at every step"
+                        + (", reading the slots back by attention" if slots else "")
+                        + ", output tied to the embedding; greedy decoding",
         "config": {"vocab_size": len(tokenizer), "embed_dim": embed_dim, "hidden": hidden,
-                   "code_dim": code_dim, "decoder_hidden": decoder_hidden, "max_tokens": AE_MAX_TOKENS},
+                   "code_dim": code_dim, "decoder_hidden": decoder_hidden, "slots": slots,
+                   "max_tokens": AE_MAX_TOKENS},
         "vocabulary": vocab_path(Path(name)).name,
         "training_data": {"titles": f"{len(titles)} distinct WikiArt and SemArt titles of the train split "
                                     "(by painting), at most 16 words",

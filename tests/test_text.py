@@ -231,12 +231,28 @@ def test_models_handle_padding_consistently():
     assert all(len(s) <= 5 for s in ae.generate(ae.encode(together, lengths), 5))
 
 
-def test_fast_greedy_decoding_matches_the_teacher_forced_model():
+def test_slot_code_is_fixed_size_and_blind_to_padding():
+    from artlab.models.text import TextAutoencoder
+    from artlab.tokenizer import pad_batch
+
+    torch.manual_seed(0)
+    ae = TextAutoencoder(50, embed_dim=8, hidden=8, code_dim=12, decoder_hidden=8, slots=3).eval()
+    alone, _ = pad_batch([[5, 6, 7]])
+    together, lengths = pad_batch([[5, 6, 7], [8, 9, 10, 11, 12, 13, 14, 15, 16, 17]])
+    code = ae.encode(together, lengths)
+    assert code.shape == (2, 12) and code.abs().max() <= 1        # the same size whatever the length
+    assert torch.allclose(ae.encode(alone, torch.tensor([3]))[0], code[0], atol=1e-5)
+    with pytest.raises(ValueError, match="slots"):
+        TextAutoencoder(50, code_dim=10, slots=3)
+
+
+@pytest.mark.parametrize("slots", [0, 4])
+def test_fast_greedy_decoding_matches_the_teacher_forced_model(slots):
     from artlab.models.text import TextAutoencoder
     from artlab.tokenizer import BOS_ID, EOS_ID, pad_batch
 
     torch.manual_seed(0)
-    ae = TextAutoencoder(60, embed_dim=8, hidden=8, code_dim=8, decoder_hidden=12).eval()
+    ae = TextAutoencoder(60, embed_dim=8, hidden=8, code_dim=8, decoder_hidden=12, slots=slots).eval()
     ae.out_bias.data[EOS_ID] = 1.5                  # so that some texts end early, some at their limit
     ids, lengths = pad_batch([[5, 6, 7], [8, 9, 10, 11], [12] * 9, [30, 31]])
     code = ae.encode(ids, lengths)

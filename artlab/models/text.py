@@ -65,17 +65,36 @@ class TextClassifier(nn.Module):
 class TextAutoencoder(nn.Module):
     """Sequence-to-sequence autoencoder with a fixed-size code between encoder and decoder.
 
-    The encoder's final states (both directions) and a mean over time are squeezed into
-    `code_dim` values; the decoder GRU starts from the code and also sees it at every
-    step, so a long title does not wash it out. Output embedding tied to the input one.
+    The decoder GRU starts from the code and also sees it at every step, so a long title
+    does not wash it out. Output embedding tied to the input one. Two ways to fill the code:
+
+    - slots=0: the encoder's final states (both directions) and a mean over time are
+      squeezed into `code_dim` values.
+    - slots=S: the code is S slots of code_dim/S values; each slot is an attention-weighted
+      sum of the encoder's outputs, found by a learned query (the keys know their position,
+      so a slot can take "the third word"). At each step the decoder reads the slots back
+      with attention over them (never over the encoder's states: the code is all it gets).
+      One vector squeezed from the final states has to hold the whole text at once and
+      loses long titles (token accuracy 0.36 at 12-14 tokens); slots copy them.
     """
 
     def __init__(self, vocab_size: int, embed_dim: int = 128, hidden: int = 256, code_dim: int = 256,
-                 decoder_hidden: int = 384, dropout: float = 0.1):
+                 decoder_hidden: int = 384, dropout: float = 0.1, slots: int = 0, max_positions: int = 64):
         super().__init__()
+        if slots and code_dim % slots:
+            raise ValueError(f"code_dim {code_dim} is not a whole number of {slots} slots")
+        self.slots = slots
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
         self.encoder = nn.GRU(embed_dim, hidden, batch_first=True, bidirectional=True)
-        self.to_code = nn.Linear(4 * hidden, code_dim)
+        if slots:
+            slot_dim = code_dim // slots
+            self.slot_queries = nn.Parameter(torch.randn(slots, 2 * hidden) * (2 * hidden) ** -0.5)
+            self.key_positions = nn.Embedding(max_positions, 2 * hidden)
+            self.to_slot = nn.Linear(2 * hidden, slot_dim)
+            self.read_query = nn.Linear(decoder_hidden, slot_dim)
+            self.read_mix = nn.Linear(decoder_hidden + slot_dim, decoder_hidden)
+        else:
+            self.to_code = nn.Linear(4 * hidden, code_dim)
         self.from_code = nn.Linear(code_dim, decoder_hidden)
         self.decoder = nn.GRU(embed_dim + code_dim, decoder_hidden, batch_first=True)
         self.to_embedding = nn.Linear(decoder_hidden, embed_dim)
@@ -85,10 +104,29 @@ class TextAutoencoder(nn.Module):
     def encode(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Token ids -> one code vector per text (B x code_dim, in [-1, 1])."""
         outputs, hidden = run_rnn(self.encoder, self.dropout(self.embed(ids)), lengths)
-        mask = length_mask(lengths.to(ids.device), ids.shape[1]).unsqueeze(-1)
+        mask = length_mask(lengths.to(ids.device), ids.shape[1])
+        if self.slots:
+            return self._slot_code(outputs, mask)
+        mask = mask.unsqueeze(-1)
         mean = (outputs * mask).sum(1) / mask.sum(1).clamp(min=1)
         last = torch.cat([hidden[0], hidden[1]], 1)
         return torch.tanh(self.to_code(torch.cat([last, mean], 1)))
+
+    def _slot_code(self, outputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(outputs.shape[1], device=outputs.device).clamp(
+            max=self.key_positions.num_embeddings - 1)
+        keys = outputs + self.key_positions(positions)
+        scores = torch.einsum("btd,sd->bst", keys, self.slot_queries) / keys.shape[-1] ** 0.5
+        weights = scores.masked_fill(~mask[:, None, :], float("-inf")).softmax(-1)
+        slots = torch.einsum("bst,btd->bsd", weights, outputs)
+        return torch.tanh(self.to_slot(slots)).flatten(1)
+
+    def _read_code(self, states: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        """Decoder states (B x T x H) mixed with what they read from the code's slots."""
+        slots = code.view(code.shape[0], self.slots, -1)
+        query = self.read_query(states)
+        weights = (query @ slots.transpose(1, 2) / slots.shape[-1] ** 0.5).softmax(-1)
+        return torch.tanh(self.read_mix(torch.cat([states, weights @ slots], -1)))
 
     def _logits(self, states: torch.Tensor) -> torch.Tensor:
         return F.linear(self.to_embedding(states), self.embed.weight, self.out_bias)
@@ -102,6 +140,8 @@ class TextAutoencoder(nn.Module):
         code = self.encode(ids, lengths)
         hidden = torch.tanh(self.from_code(code)).unsqueeze(0)
         states, _ = self.decoder(self._step_inputs(decoder_inputs, code), hidden)
+        if self.slots:
+            states = self._read_code(self.dropout(states), code)
         return self._logits(states)
 
     @torch.no_grad()
@@ -128,14 +168,15 @@ class TextAutoencoder(nn.Module):
             h_r, h_z, h_n = gh.chunk(3, 1)
             r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
             hidden = (1 - z) * torch.tanh(i_n + r * h_n) + z * hidden
-            token = self._logits(hidden).argmax(-1)
+            state = self._read_code(hidden.unsqueeze(1), code).squeeze(1) if self.slots else hidden
+            token = self._logits(state).argmax(-1)
             going = (token != EOS_ID) & (t < limits)
             for row, tok in zip(active[going].tolist(), token[going].tolist()):
                 out[row].append(tok)
             if not bool(going.all()):
                 keep = going.nonzero().squeeze(1)
                 active, token, hidden = active[keep], token[keep], hidden[keep]
-                code_gates, limits = code_gates[keep], limits[keep]
+                code, code_gates, limits = code[keep], code_gates[keep], limits[keep]
             if len(active) == 0:
                 break
         return out
