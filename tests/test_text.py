@@ -81,7 +81,8 @@ def trained(text_data, tmp_path_factory):
     clf = train_classifier(text_data, out, epochs=4, batch_size=16, lr=5e-3, embed_dim=16, hidden=16,
                            device="cpu", show_progress=False)
     ae = train_autoencoder(text_data, out, epochs=3, batch_size=16, lr=5e-3, embed_dim=16, hidden=16,
-                           code_dim=16, decoder_hidden=24, salad=0.5, device="cpu", show_progress=False)
+                           code_dim=16, decoder_hidden=24, slots=4, salad=0.5, device="cpu",
+                           show_progress=False)
     return out, clf, ae
 
 
