@@ -33,11 +33,12 @@ def register(sub):
     t.add_argument("--ae-init", type=Path, help="continue training the text autoencoder found in this folder")
     t.add_argument("--ae-salad", type=float, default=0.5,
                    help="share of autoencoder batches made of random title words, to learn copying (default 0.5)")
-    t.add_argument("--ae-code", type=int, default=256, help="autoencoder code size (values per text)")
+    t.add_argument("--ae-code", type=int, default=512, help="autoencoder code size (values per text)")
     t.add_argument("--ae-hidden", type=int, default=256, help="autoencoder encoder GRU size (each direction)")
     t.add_argument("--ae-decoder", type=int, default=384, help="autoencoder decoder GRU size")
-    t.add_argument("--ae-slots", type=int, default=0,
-                   help="autoencoder code as this many attention slots (0: one vector from the final states)")
+    t.add_argument("--ae-slots", type=int, default=16,
+                   help="autoencoder code as this many attention slots of code/slots values "
+                        "(0: one vector squeezed from the final states)")
     t.add_argument("--limit", type=int, help="at most this many texts per split (quick runs)")
     t.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     t.add_argument("--time-budget", type=float,

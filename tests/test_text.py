@@ -442,3 +442,17 @@ def test_autoencoder_training_can_continue_from_a_checkpoint(trained, text_data,
     assert card["config"] == trained[2]["config"]         # sizes come from the checkpoint continued
     assert vocab_path(tmp_path / "text_autoencoder").read_text() == \
         vocab_path(trained[0] / "text_autoencoder").read_text()
+
+
+def test_train_text_command_writes_the_autoencoder_it_was_asked_for(text_data, tmp_path, capsys):
+    from artlab.cli import main
+    from artlab.text_inference import load_text_autoencoder
+
+    assert main(["train-text", "--data", str(text_data), "--out", str(tmp_path), "--model", "autoencoder",
+                 "--ae-epochs", "1", "--batch", "16", "--ae-code", "16", "--ae-slots", "4", "--ae-hidden", "8",
+                 "--ae-decoder", "8", "--ae-salad", "0.3", "--threads", "1"]) == 0
+    assert "token_accuracy" in capsys.readouterr().out
+    model, _, card = load_text_autoencoder(tmp_path, "cpu")
+    assert card["config"]["slots"] == 4 and card["config"]["code_dim"] == 16
+    assert card["training"]["salad"] == 0.3 and "4 slots x 4 values" in card["architecture"]
+    assert model.slot_queries.shape[0] == 4
