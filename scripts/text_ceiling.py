@@ -1,0 +1,111 @@
+"""How much do titles tell? Two measurements behind the text classifier's targets.
+
+    python scripts/text_ceiling.py --data ../shared/data [--json runs/text_ceiling.json]
+
+1. Titles that occur in both splits (by painting, so the same title by another painter): how
+   often the commonest label of the title in train is right in val. An upper bound for what any
+   model can learn from those titles.
+2. A richer n-gram model than the evaluate-text baseline: logistic regression on hashed words,
+   word pairs and character 3-5-grams. Its best val epoch is reported (an optimistic figure).
+"""
+
+import argparse
+import collections
+import json
+import sys
+import zlib
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from artlab import data as data_mod                                       # noqa: E402
+from artlab.tokenizer import normalize, normalize_words                   # noqa: E402
+from artlab.train_text import HEAD_LABELS, VAL_TASKS, _labelled, _subset   # noqa: E402
+
+BUCKETS = 1 << 20
+
+
+def repeated_title_agreement(train, val) -> dict:
+    out = {}
+    for head in HEAD_LABELS:
+        votes = collections.defaultdict(collections.Counter)
+        for text, kind, label in zip(train.texts, train.kinds, train.labels[head].tolist()):
+            if kind == "title" and label >= 0:
+                votes[normalize(text)][label] += 1
+        total = seen = right = 0
+        for text, kind, label in zip(val.texts, val.kinds, val.labels[head].tolist()):
+            if kind != "title" or label < 0:
+                continue
+            total += 1
+            if normalize(text) in votes:
+                seen += 1
+                right += votes[normalize(text)].most_common(1)[0][0] == label
+        out[head] = {"val_titles": total, "also_in_train": seen, "share": round(seen / total, 4),
+                     "commonest_train_label_right": round(right / max(1, seen), 4)}
+    return out
+
+
+def ngram_ids(text: str) -> list[int]:
+    words = normalize_words(text)
+    grams = set(words) | {f"{a} {b}" for a, b in zip(words, words[1:])}
+    padded = f" {' '.join(words)[:300]} "
+    grams |= {"#" + padded[i:i + n] for n in (3, 4, 5) for i in range(len(padded) - n + 1)}
+    return sorted({zlib.crc32(g.encode()) % BUCKETS for g in grams})
+
+
+def bags(rows: list[list[int]]):
+    lengths = torch.tensor([len(r) for r in rows])
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)[:-1]])
+    return torch.tensor([i for r in rows for i in r], dtype=torch.long), offsets
+
+
+def ngram_logistic_regression(train, val, epochs: int = 6) -> dict:
+    torch.manual_seed(0)
+    train_rows, (val_flat, val_offsets) = [ngram_ids(t) for t in train.texts], bags([ngram_ids(t) for t in val.texts])
+    best: dict[str, float] = {}
+    for head, names in HEAD_LABELS.items():
+        keep = [i for i in _labelled(train) if train.labels[head][i] >= 0]
+        target = train.labels[head][torch.tensor(keep)]
+        model = torch.nn.EmbeddingBag(BUCKETS, len(names), mode="sum")
+        torch.nn.init.zeros_(model.weight)
+        bias = torch.nn.Parameter(torch.zeros(len(names)))
+        optimizer = torch.optim.Adam([model.weight, bias], lr=0.01)
+        for epoch in range(epochs):
+            for batch in torch.randperm(len(keep)).split(512):
+                flat, offsets = bags([train_rows[keep[j]] for j in batch.tolist()])
+                loss = F.cross_entropy(model(flat, offsets) + bias, target[batch])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            with torch.no_grad():
+                predicted = (model(val_flat, val_offsets) + bias).argmax(1)
+            for name, task_head, kinds in VAL_TASKS:
+                if task_head == head:
+                    index = torch.tensor(_subset(val, head, kinds), dtype=torch.long)
+                    accuracy = (predicted[index] == val.labels[head][index]).float().mean().item()
+                    best[name] = round(max(best.get(name, 0.0), accuracy), 4)
+            print(f"{head} epoch {epoch + 1}: best so far {best}", flush=True)
+    return best
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    train, val = data_mod.load_text_data(args.data, "train"), data_mod.load_text_data(args.data, "val")
+    report = {"repeated_titles": repeated_title_agreement(train, val)}
+    print(json.dumps(report, indent=2), flush=True)
+    report["ngram_logistic_regression_best_epoch"] = ngram_logistic_regression(train, val)
+    print(json.dumps(report["ngram_logistic_regression_best_epoch"]))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
