@@ -16,14 +16,11 @@ import sys
 import zlib
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from artlab import data as data_mod                                       # noqa: E402
 from artlab.tokenizer import normalize, normalize_words                   # noqa: E402
-from artlab.train_text import HEAD_LABELS, VAL_TASKS, _labelled, _subset   # noqa: E402
+from artlab.train_text import HEAD_LABELS, bag_regression                # noqa: E402
 
 BUCKETS = 1 << 20
 
@@ -56,38 +53,16 @@ def ngram_ids(text: str) -> list[int]:
     return sorted({zlib.crc32(g.encode()) % BUCKETS for g in grams})
 
 
-def bags(rows: list[list[int]]):
-    lengths = torch.tensor([len(r) for r in rows])
-    offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)[:-1]])
-    return torch.tensor([i for r in rows for i in r], dtype=torch.long), offsets
-
-
 def ngram_logistic_regression(train, val, epochs: int = 6) -> dict:
-    torch.manual_seed(0)
-    train_rows, (val_flat, val_offsets) = [ngram_ids(t) for t in train.texts], bags([ngram_ids(t) for t in val.texts])
+    """The evaluate-text baseline's regression on n-gram features; best val accuracy over the epochs."""
     best: dict[str, float] = {}
-    for head, names in HEAD_LABELS.items():
-        keep = [i for i in _labelled(train) if train.labels[head][i] >= 0]
-        target = train.labels[head][torch.tensor(keep)]
-        model = torch.nn.EmbeddingBag(BUCKETS, len(names), mode="sum")
-        torch.nn.init.zeros_(model.weight)
-        bias = torch.nn.Parameter(torch.zeros(len(names)))
-        optimizer = torch.optim.Adam([model.weight, bias], lr=0.01)
-        for epoch in range(epochs):
-            for batch in torch.randperm(len(keep)).split(512):
-                flat, offsets = bags([train_rows[keep[j]] for j in batch.tolist()])
-                loss = F.cross_entropy(model(flat, offsets) + bias, target[batch])
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-            with torch.no_grad():
-                predicted = (model(val_flat, val_offsets) + bias).argmax(1)
-            for name, task_head, kinds in VAL_TASKS:
-                if task_head == head:
-                    index = torch.tensor(_subset(val, head, kinds), dtype=torch.long)
-                    accuracy = (predicted[index] == val.labels[head][index]).float().mean().item()
-                    best[name] = round(max(best.get(name, 0.0), accuracy), 4)
-            print(f"{head} epoch {epoch + 1}: best so far {best}", flush=True)
+
+    def keep_best(head, epoch, reports):
+        for task, report in reports.items():
+            best[task] = round(max(best.get(task, 0.0), report["accuracy"]), 4)
+        print(f"{head} epoch {epoch}: best so far {best}", flush=True)
+
+    bag_regression(train, val, ngram_ids, BUCKETS, epochs=epochs, lr=0.01, l2=0.0, on_epoch=keep_best)
     return best
 
 

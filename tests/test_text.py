@@ -304,6 +304,19 @@ def test_bag_of_words_baseline_learns(text_data):
     assert report["title->subject"]["accuracy"] > 0.6     # the subject words are in every title
 
 
+def test_bag_regression_reports_every_epoch_when_asked(text_data):
+    from artlab.train_text import bag_regression
+    from artlab.tokenizer import normalize_words
+
+    train, val = data_mod.load_text_data(text_data, "train"), data_mod.load_text_data(text_data, "val")
+    seen = []
+    report = bag_regression(train, val, lambda t: sorted({hash(w) % 97 for w in normalize_words(t)}), 97,
+                            epochs=3, on_epoch=lambda head, epoch, reports: seen.append((head, epoch, reports)))
+    assert [(head, epoch) for head, epoch, _ in seen] == [(h, e) for h in ("subject", "style") for e in (1, 2, 3)]
+    last = {task: r for head, epoch, reports in seen if epoch == 3 for task, r in reports.items()}
+    assert {k: r["accuracy"] for k, r in report.items()} == {k: r["accuracy"] for k, r in last.items()}
+
+
 def test_missing_or_mismatched_vocabulary_is_a_weights_error(trained, tmp_path):
     import shutil
 
