@@ -7,6 +7,7 @@ when a command runs, so `--help` answers at once.
 import argparse
 import importlib
 import logging
+import shlex
 import sys
 
 # One module per family of commands; each defines register(subparsers).
@@ -29,7 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    # What model cards record as the command that made them.
+    args.command_line = "python -m artlab " + shlex.join(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if not getattr(args, "run", None):

@@ -86,7 +86,7 @@ def run_finetune(args) -> int:
     try:
         out = args.out or registry.next_path(args.name or args.data.resolve().name)
         card = finetune(args.data, out, base=args.base, config=config, progress=progress,
-                        command="python -m artlab " + " ".join(sys.argv[1:]))
+                        command=args.command_line)
         key = None
         if args.activate:
             if args.out:

@@ -1,4 +1,4 @@
-"""Image commands: predict, train, evaluate."""
+"""Image commands: predict, train, evaluate, soup."""
 
 import json
 import sys
@@ -42,6 +42,19 @@ def register(sub):
     e.add_argument("--size", type=int, help="input size to test at (default: the card's, as predict uses)")
     e.add_argument("--device")
     e.set_defaults(run=run_evaluate)
+
+    s = sub.add_parser("soup", help="average two art classifiers' backbones into one (a model soup)")
+    s.add_argument("--base", required=True, help="classifier whose texture branch, neck and heads are kept")
+    s.add_argument("--with", dest="other", required=True, help="classifier whose backbone is averaged in")
+    s.add_argument("--data", required=True, type=Path, help="folder holding styles/ and subjects/")
+    s.add_argument("--out", required=True, type=Path)
+    s.add_argument("--base-weight", type=float, default=0.5, help="the base backbone's share (default 0.5)")
+    s.add_argument("--size", type=int, help="input size to calibrate and test at (default: the base card's)")
+    s.add_argument("--calibration-images", type=int, default=2048,
+                   help="train images BatchNorm's statistics are measured on")
+    s.add_argument("--limit", type=int, help="at most this many images per class (quick runs)")
+    s.add_argument("--device")
+    s.set_defaults(run=run_soup)
 
 
 def run_predict(args) -> int:
@@ -90,7 +103,7 @@ def _readable(record: dict) -> str:
 def run_train(args) -> int:
     from .train_image import train_autoencoder, train_classifier
 
-    command = "python -m artlab " + " ".join(sys.argv[1:])
+    command = args.command_line
     if args.model in ("classifier", "all"):
         card = train_classifier(args.data, args.out, epochs=args.epochs, batch_size=args.batch, lr=args.lr,
                                 image_size=args.size, texture=not args.no_texture, limit=args.limit,
@@ -113,4 +126,14 @@ def run_evaluate(args) -> int:
     print_report(report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def run_soup(args) -> int:
+    from .soup import soup_classifier
+
+    card = soup_classifier(args.base, args.other, args.data, args.out, base_weight=args.base_weight,
+                           size=args.size, calibration_images=args.calibration_images, limit=args.limit,
+                           device=args.device, command=args.command_line)
+    print(json.dumps({h: r["accuracy"] for h, r in card["metrics"]["val"].items()}))
     return 0

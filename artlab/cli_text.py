@@ -136,7 +136,7 @@ def run_train(args) -> int:
     from .train_text import train_autoencoder, train_classifier
 
     _set_threads(args.threads)
-    command = "python -m artlab " + " ".join(sys.argv[1:])
+    command = args.command_line
     if args.model in ("classifier", "all"):
         card = train_classifier(args.data, args.out, epochs=args.epochs, batch_size=args.batch, lr=args.lr,
                                 limit=args.limit, device=args.device, command=command,
