@@ -7,7 +7,9 @@ from pathlib import Path
 
 def register(sub):
     p = sub.add_parser("index", help="add a folder of images to the gallery (skips ones already there)")
-    p.add_argument("folder", type=Path, metavar="DIR")
+    p.add_argument("folder", type=Path, metavar="DIR", nargs="?")
+    p.add_argument("--refresh", action="store_true",
+                   help="re-analyse the works an earlier model analysed (after new weights), then index DIR if given")
     p.add_argument("--meta", type=Path, metavar="CSV",
                    help="CSV with a 'file' column (name or path relative to DIR) and optional title, artist, year")
     p.add_argument("--gallery", type=Path, metavar="PATH",
@@ -26,12 +28,15 @@ def register(sub):
 def run_index(args) -> int:
     from tqdm import tqdm
 
-    from .gallery import Gallery, index_paths, read_meta
+    from .gallery import Gallery, index_paths, read_meta, refresh
     from .images import list_images
     from .inference import ArtModels
     from .weights import WeightsError
 
-    if not args.folder.is_dir():
+    if args.folder is None and not args.refresh:
+        print("error: give a folder to index (or --refresh)", file=sys.stderr)
+        return 2
+    if args.folder is not None and not args.folder.is_dir():
         print(f"error: {args.folder}: not a folder", file=sys.stderr)
         return 2
     try:
@@ -45,6 +50,19 @@ def run_index(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     gallery = Gallery(args.gallery)
+    stale = gallery.other_model_count(models.model_id)
+    if args.refresh and stale:
+        with tqdm(total=stale, unit="img", desc="re-analysing") as bar:
+            report = refresh(gallery, models, progress=bar.update)
+        for error in report.errors:
+            print(f"not refreshed: {error}", file=sys.stderr)
+        print(f"{report.added} works re-analysed with the current model")
+    elif stale:
+        print(f"note: {stale} works were analysed by an earlier model and are left out of similar works; "
+              f"`python -m artlab index --refresh` re-analyses them", file=sys.stderr)
+    if args.folder is None:
+        gallery.close()
+        return 0
     paths = list_images(args.folder)
     bulk = args.bulk if args.bulk is not None else models.device.type == "cuda"
     if bulk and args.psnr:

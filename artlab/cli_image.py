@@ -49,9 +49,10 @@ def register(sub):
     s.add_argument("--data", required=True, type=Path, help="folder holding styles/ and subjects/")
     s.add_argument("--out", required=True, type=Path)
     s.add_argument("--base-weight", type=float, default=0.5, help="the base backbone's share (default 0.5)")
-    s.add_argument("--size", type=int, help="input size to calibrate and test at (default: the base card's)")
+    s.add_argument("--size", type=int, help="input size the soup is tested and used at (default: the base card's)")
     s.add_argument("--calibration-images", type=int, default=2048,
                    help="train images BatchNorm's statistics are measured on")
+    s.add_argument("--calibration-size", type=int, help="the size they are measured at (default: the base card's)")
     s.add_argument("--limit", type=int, help="at most this many images per class (quick runs)")
     s.add_argument("--device")
     s.set_defaults(run=run_soup)
@@ -133,7 +134,8 @@ def run_soup(args) -> int:
     from .soup import soup_classifier
 
     card = soup_classifier(args.base, args.other, args.data, args.out, base_weight=args.base_weight,
-                           size=args.size, calibration_images=args.calibration_images, limit=args.limit,
+                           size=args.size, calibration_images=args.calibration_images,
+                           calibration_size=args.calibration_size, limit=args.limit,
                            device=args.device, command=args.command_line)
     print(json.dumps({h: r["accuracy"] for h, r in card["metrics"]["val"].items()}))
     return 0

@@ -31,7 +31,8 @@ DB_NAME = "gallery.sqlite"
 THUMB_DIR = "thumbs"
 WORKS_DIR = "works"
 THUMB_SIDE = 320
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: works.model
+ANY_MODEL = "*"     # similar(model=ANY_MODEL): compare with every work, whichever model embedded it
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS works (
@@ -44,7 +45,9 @@ CREATE TABLE IF NOT EXISTS works (
     labels TEXT NOT NULL,               -- JSON: head -> [[label, probability], ...], best first
     psnr REAL,
     embedding BLOB NOT NULL,            -- float32, L2-normalised
-    added TEXT NOT NULL                 -- ISO date and time, UTC
+    added TEXT NOT NULL,                -- ISO date and time, UTC
+    model TEXT                          -- the classifier that made labels and embedding (its
+                                        -- weights' hash); NULL: stored before version 2
 );
 CREATE INDEX IF NOT EXISTS works_style ON works(style);
 CREATE INDEX IF NOT EXISTS works_subject ON works(subject);
@@ -77,6 +80,7 @@ class Work:
     psnr: float | None
     added: str
     thumb: str
+    model: str | None = None
 
     @property
     def name(self) -> str:
@@ -105,6 +109,7 @@ class NewWork:
     title: str | None = None
     artist: str | None = None
     year: str | None = None
+    model: str | None = None     # the classifier's id (ArtModels.model_id)
 
 
 @dataclass
@@ -134,6 +139,9 @@ class Gallery:
         self._conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes
         with self._conn:
             self._conn.executescript(SCHEMA)
+            columns = {row["name"] for row in self._conn.execute("PRAGMA table_info(works)")}
+            if "model" not in columns:   # a version-1 gallery: its rows keep model NULL until refreshed
+                self._conn.execute("ALTER TABLE works ADD COLUMN model TEXT")
             self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self._matrix_cache = None  # (data_version, ids, matrix) for similarity search
 
@@ -169,11 +177,11 @@ class Gallery:
             for work in works:
                 cursor = self._conn.execute(
                     "INSERT OR IGNORE INTO works (path, sha256, title, artist, year, style, subject, labels, psnr,"
-                    " embedding, added) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    " embedding, added, model) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     (str(work.path), work.sha256, work.title, work.artist, work.year,
                      work.labels["style"][0][0], work.labels["subject"][0][0],
                      json.dumps(work.labels), work.psnr,
-                     np.asarray(work.embedding, dtype=np.float32).tobytes(), now))
+                     np.asarray(work.embedding, dtype=np.float32).tobytes(), now, work.model))
                 if cursor.rowcount:
                     added.append(cursor.lastrowid)
         self._matrix_cache = None
@@ -219,7 +227,7 @@ class Gallery:
         return Work(id=row["id"], path=row["path"], sha256=row["sha256"], title=row["title"],
                     artist=row["artist"], year=row["year"], style=row["style"], subject=row["subject"],
                     labels=json.loads(row["labels"]), psnr=row["psnr"], added=row["added"],
-                    thumb=str(self.thumb_path(row["sha256"])))
+                    thumb=str(self.thumb_path(row["sha256"])), model=row["model"])
 
     def embedding_of(self, work_id: int) -> np.ndarray | None:
         with self._lock:
@@ -268,11 +276,31 @@ class Gallery:
         with self._lock:
             return [dict(r) for r in self._conn.execute("SELECT * FROM works ORDER BY id").fetchall()]
 
-    def _matrix(self):
+    def other_model_count(self, model: str) -> int:
+        """How many works were analysed by another classifier than `model` (or before ids were kept):
+        their embeddings can't be compared with `model`'s until `refresh` re-analyses them."""
         with self._lock:
-            version = self._conn.execute("PRAGMA data_version").fetchone()[0], self.count()
+            return self._conn.execute("SELECT COUNT(*) FROM works WHERE model IS NOT ?", (model,)).fetchone()[0]
+
+    def update_analyses(self, updates: list[tuple[int, object]]) -> None:
+        """(work id, Analysis) pairs: store each new analysis (labels, embedding, model) in one transaction."""
+        with self._lock, self._conn:
+            for work_id, analysis in updates:
+                self._conn.execute(
+                    "UPDATE works SET style=?, subject=?, labels=?, embedding=?, model=? WHERE id=?",
+                    (analysis.labels["style"][0][0], analysis.labels["subject"][0][0], json.dumps(analysis.labels),
+                     analysis.embedding.numpy().astype(np.float32).tobytes(), analysis.model, int(work_id)))
+        self._matrix_cache = None
+
+    def _matrix(self, model: str | None = ANY_MODEL):
+        with self._lock:
+            version = self._conn.execute("PRAGMA data_version").fetchone()[0], self.count(), model
             if self._matrix_cache is None or self._matrix_cache[0] != version:
-                rows = self._conn.execute("SELECT id, embedding FROM works ORDER BY id").fetchall()
+                if model == ANY_MODEL:
+                    rows = self._conn.execute("SELECT id, embedding FROM works ORDER BY id").fetchall()
+                else:   # IS, not =: model None finds the works stored before models were recorded
+                    rows = self._conn.execute("SELECT id, embedding FROM works WHERE model IS ? ORDER BY id",
+                                              (model,)).fetchall()
                 ids = np.array([r["id"] for r in rows], dtype=np.int64)
                 matrix = (np.stack([np.frombuffer(r["embedding"], dtype=np.float32) for r in rows])
                           if rows else np.zeros((0, 1), np.float32))
@@ -280,9 +308,12 @@ class Gallery:
             return self._matrix_cache[1], self._matrix_cache[2]
 
     def similar(self, embedding, k: int = 6, exclude_id: int | None = None,
-                exclude_sha: str | None = None) -> list[tuple[Work, float]]:
-        """The k works nearest by cosine similarity of the embeddings, best first."""
-        ids, matrix = self._matrix()
+                exclude_sha: str | None = None, model: str | None = ANY_MODEL) -> list[tuple[Work, float]]:
+        """The k works nearest by cosine similarity of the embeddings, best first.
+
+        `model`: the classifier that made `embedding` (ArtModels.model_id); only works it
+        embedded too are compared, since two models' embeddings live in different spaces."""
+        ids, matrix = self._matrix(model)
         if not len(ids):
             return []
         query = np.asarray(embedding, dtype=np.float32).ravel()
@@ -354,7 +385,7 @@ def _meta_for(path: Path, root: Path, meta: dict) -> dict:
 
 def analysis_to_work(path, sha256: str, image: Image.Image, analysis, info: dict | None = None) -> NewWork:
     info = info or {}
-    return NewWork(path=str(path), sha256=sha256, image=image, labels=analysis.labels,
+    return NewWork(path=str(path), sha256=sha256, image=image, labels=analysis.labels, model=analysis.model,
                    embedding=analysis.embedding.numpy().astype(np.float32), psnr=analysis.psnr,
                    title=info.get("title"), artist=info.get("artist"), year=info.get("year"))
 
@@ -428,3 +459,31 @@ def add_upload(gallery: Gallery, models, data: bytes, title: str | None = None, 
     gallery.add_batch([analysis_to_work(path, sha, image, analysis,
                                         {"title": title, "artist": artist, "year": year})])
     return gallery.id_for(sha), True
+
+
+def refresh(gallery: Gallery, models, batch_size: int = 32, progress=None) -> IndexReport:
+    """Re-analyse the works another classifier analysed (say, before an upgrade of the shipped
+    weights), so labels and similar works come from `models` again. Each work is read from its
+    original file, else from its thumbnail (320 px: as large as the classifier's input).
+    `report.added` counts the works refreshed; works with neither file readable go to `errors`."""
+    report = IndexReport()
+    with gallery._lock:
+        rows = gallery._conn.execute("SELECT id, path, sha256 FROM works WHERE model IS NOT ? ORDER BY id",
+                                     (models.model_id,)).fetchall()
+    for start in range(0, len(rows), batch_size):
+        ids, images = [], []
+        for row in rows[start:start + batch_size]:
+            for source in (row["path"], gallery.thumb_path(row["sha256"])):
+                try:
+                    images.append(models.prepare(Path(source)))
+                    ids.append(row["id"])
+                    break
+                except (ImageError, OSError):
+                    continue
+            else:
+                report.errors.append(f"{row['path']}: neither the file nor its thumbnail can be read")
+        gallery.update_analyses(list(zip(ids, models.analyze(images, reconstruct=False))))
+        report.added += len(ids)
+        if progress:
+            progress(len(rows[start:start + batch_size]))
+    return report

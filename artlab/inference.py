@@ -22,7 +22,7 @@ from .images import letterbox, load_image, normalize, to_uint8_tensor
 from .models.autoencoder import IMAGE_SIZE as AE_SIZE, ArtAutoencoder, interpolate, psnr
 from .models.backbone import fuse_batchnorm
 from .models.classifier import ArtClassifier
-from .weights import WeightsError, load_into, read_card, resolve
+from .weights import WeightsError, file_digest, load_into, read_card, resolve
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,7 @@ class Analysis:
     reconstruction: Image.Image | None = None
     heatmap: Image.Image | None = None                # Grad-CAM of the top style over the image
     extra: dict = field(default_factory=dict)
+    model: str | None = None                          # which classifier answered (ArtModels.model_id)
 
     def to_json(self) -> dict:
         out = {head: [[name, round(p, 4)] for name, p in ranked] for head, ranked in self.labels.items()}
@@ -126,6 +127,8 @@ class ArtModels:
         self.classifier, self.card = load_classifier_for_inference(weights, self.device)
         self.dtype = self.classifier.trunk_dtype
         self.labels = {head: tuple(names) for head, names in self.card["labels"].items()}
+        # Who made an embedding: the gallery compares only embeddings of the same classifier.
+        self.model_id = file_digest(resolve(weights, CLASSIFIER_NAME).with_suffix(".safetensors"))
         self.input_size = int(self.card["input_size"])
         self.autoencoder, self.ae_card = None, None
         if autoencoder:
@@ -188,7 +191,7 @@ class ArtModels:
         table = {head: probs[head].float().cpu().tolist() for head in self.labels}
         embeddings = probs["embedding"].float().cpu()
         return [Analysis({head: sorted(zip(names, table[head][i]), key=lambda item: -item[1])
-                          for head, names in self.labels.items()}, embeddings[i])
+                          for head, names in self.labels.items()}, embeddings[i], model=self.model_id)
                 for i in range(len(embeddings))]
 
     def _probs_and_cams(self, x):

@@ -10,12 +10,11 @@ nothing at inference: still one network and one pass.
 Only the backbones are averaged. The texture branch, neck and heads come from the
 base model: the other model may lack them, and two necks grown from different random
 starts do not line up unit for unit. Averaging weights blurs what BatchNorm's running
-statistics describe, so they are measured afresh on training images, at the input
-size the soup will be used at (Touvron et al., 2019, "FixRes": statistics measured at
-the test size are part of why testing larger works).
+statistics describe, so they are measured afresh on training images (by default at the
+base model's input size; measuring them at a larger test size, as FixRes does, scored
+lower on val for the shipped soup: 0.691 against 0.7005).
 """
 
-import hashlib
 import logging
 import sys
 from pathlib import Path
@@ -28,7 +27,7 @@ from .device import pick_device
 from .inference import CLASSIFIER_NAME, load_classifier, load_classifier_for_inference
 from .models.classifier import ArtClassifier
 from .train_image import evaluate_classifier, load_art_data
-from .weights import WeightsError, resolve, save_checkpoint
+from .weights import WeightsError, file_digest, resolve, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +70,7 @@ def recalibrate_batchnorm(model: nn.Module, images_uint8: torch.Tensor, size: in
 
 def _file_record(path: Path, card: dict) -> dict:
     """Who an ingredient is: its file's hash, how it was trained, what it scored."""
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = file_digest(path, chars=64)
     metrics = card.get("metrics", {}).get("val", {})
     return {"file": str(path), "sha256": digest, "date": card.get("date"), "command": card.get("command"),
             "architecture": card.get("architecture"), "input_size": card.get("input_size"),
@@ -79,21 +78,27 @@ def _file_record(path: Path, card: dict) -> dict:
 
 
 def soup_classifier(base_weights, other_weights, data_root: Path, out_dir: Path, *, base_weight: float = 0.5,
-                    size: int | None = None, calibration_images: int = 2048, seed: int = 0, device=None,
+                    size: int | None = None, calibration_images: int = 2048, calibration_size: int | None = None,
+                    seed: int = 0, device=None,
                     limit: int | None = None, command: str = "") -> dict:
-    """Average two art classifiers' backbones, recalibrate BatchNorm, measure on val, save with a card."""
+    """Average two art classifiers' backbones, recalibrate BatchNorm, measure on val, save with a card.
+
+    `size`: the input size the soup is tested and used at (its card's input_size);
+    `calibration_size`: the size BatchNorm's statistics are measured at. Both default
+    to the base card's input size."""
     device = pick_device(device)
     base, base_card = load_classifier(base_weights, device)
     other, other_card = load_classifier(other_weights, device)
     base_path, other_path = resolve(base_weights, CLASSIFIER_NAME), resolve(other_weights, CLASSIFIER_NAME)
     size = size or int(base_card["input_size"])
+    calibration_size = calibration_size or int(base_card["input_size"])
     average_backbones(base, other, base_weight)
     base.to(memory_format=torch.channels_last)
 
     train = load_art_data(data_root, "train", limit)
     pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:calibration_images]
-    log.info("recalibrating BatchNorm on %d train images at %d px", len(pick), size)
-    recalibrate_batchnorm(base, train.images[pick], size, device)
+    log.info("recalibrating BatchNorm on %d train images at %d px", len(pick), calibration_size)
+    recalibrate_batchnorm(base, train.images[pick], calibration_size, device)
 
     keep = ("name", "labels", "config", "normalisation", "test_time_augmentation", "training_data")
     card = {key: base_card[key] for key in keep if key in base_card}
@@ -106,7 +111,7 @@ def soup_classifier(base_weights, other_weights, data_root: Path, out_dir: Path,
             "base_weight": base_weight,
             "ingredients": {"base": _file_record(base_path.with_suffix(".safetensors"), base_card),
                             "other": _file_record(other_path.with_suffix(".safetensors"), other_card)},
-            "batchnorm": f"running statistics measured on {len(pick)} train images at {size} px "
+            "batchnorm": f"running statistics measured on {len(pick)} train images at {calibration_size} px "
                          f"(seed {seed}), letterboxed, no augmentation",
         },
         "command": command or " ".join(sys.argv),

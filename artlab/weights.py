@@ -6,6 +6,7 @@ never leaves a half-written model behind.
 """
 
 import datetime
+import hashlib
 import json
 import logging
 import os
@@ -119,6 +120,15 @@ def load_into(model: torch.nn.Module, path: str | Path) -> torch.nn.Module:
     except RuntimeError as e:
         raise WeightsError(f"{Path(path).with_suffix('.safetensors')}: does not match its card ({e})") from None
     return model
+
+
+def file_digest(path: str | Path, chars: int = 16) -> str:
+    """The sha256 of a weights file (its first `chars` hex digits): which exact model this is."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:chars]
 
 
 def resolve(weights: str | Path | None, name: str) -> Path:

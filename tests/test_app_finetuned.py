@@ -157,3 +157,23 @@ def test_a_broken_active_model_stops_the_start_with_one_line(tiny_weights, tmp_p
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert "active model" in err and "rollback" in err and len(err.splitlines()) == 1
+
+
+def test_a_head_only_model_of_an_earlier_base_does_not_share_the_gallerys_embeddings(app, models_dir, tmp_path):
+    """After new shipped weights, a curator's model fine-tuned (head only) on the old ones keeps
+    the old backbone: its embeddings must not be compared with the gallery's."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from artlab.weights import read_tensors
+
+    ctx, _ = app
+    head_only = Registry(models_dir).path("colours/v1")
+    older = tmp_path / "older"
+    shutil.copytree(head_only, older)
+    tensors = read_tensors(older / "art_classifier")
+    tensors["backbone.stem.0.weight"] = tensors["backbone.stem.0.weight"] * 1.1   # another backbone, same neck
+    save_file(tensors, str(older / "art_classifier.safetensors"))
+    assert ctx.embeds_like_gallery(str(head_only))
+    assert not ctx.embeds_like_gallery(str(older))

@@ -158,3 +158,73 @@ def test_index_command_reports_and_survives_a_kill(folder, tmp_path, tiny_weight
     assert 12 <= len(rows) < 206
     assert all(np.frombuffer(r["embedding"], np.float32).shape == (512,) and r["labels"] for r in rows)
     assert all(gallery.thumb_path(r["sha256"]).is_file() for r in rows)
+
+
+@pytest.fixture(scope="module")
+def newer_models(tmp_path_factory, tiny_weights):
+    """Another classifier (other weights, same labels): what an upgrade of the shipped weights looks like."""
+    import shutil
+
+    import torch
+
+    from artlab.models.classifier import ArtClassifier
+    from artlab.weights import read_card, save_checkpoint
+
+    folder = tmp_path_factory.mktemp("newer")
+    torch.manual_seed(1)
+    card = read_card(tiny_weights / "art_classifier")
+    save_checkpoint(ArtClassifier({h: len(v) for h, v in card["labels"].items()}).eval(),
+                    folder / "art_classifier", card, dtype=torch.float32)
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(tiny_weights / f"art_autoencoder{suffix}", folder)
+    return ArtModels(folder, "cpu")
+
+
+def test_new_weights_leave_old_embeddings_out_until_refresh(folder, tmp_path, models, newer_models, tiny_weights,
+                                                            capsys):
+    from artlab.cli import main
+    from artlab.gallery import refresh
+
+    gallery = Gallery(tmp_path / "g")
+    index_folder(gallery, models, folder)
+    assert models.model_id != newer_models.model_id
+    assert {r["model"] for r in gallery.all_rows()} == {models.model_id}
+    query = newer_models.analyze([models.prepare(folder / "work_3.png")])[0]
+    assert gallery.other_model_count(newer_models.model_id) == 6
+    assert gallery.similar(query.embedding.numpy(), k=3, model=newer_models.model_id) == []
+    assert len(gallery.similar(query.embedding.numpy(), k=3, model=models.model_id)) == 3
+
+    (folder / "work_0.png").unlink()          # an original moved away: its thumbnail stands in
+    report = refresh(gallery, newer_models)
+    assert (report.added, report.errors) == (6, [])
+    assert gallery.other_model_count(newer_models.model_id) == 0
+    target = next(r for r in gallery.all_rows() if r["path"].endswith("work_3.png"))
+    assert np.allclose(np.frombuffer(target["embedding"], dtype=np.float32), query.embedding.numpy(), atol=1e-5)
+    assert gallery.similar(query.embedding.numpy(), k=1, model=newer_models.model_id)[0][0].id == target["id"]
+    gallery.close()
+
+    # The command, with the first model again: all six go back to it. Without a folder or --refresh: an error.
+    assert main(["index", "--refresh", "--gallery", str(tmp_path / "g"), "--weights",
+                 str(tiny_weights)]) == 0
+    assert "6 works re-analysed" in capsys.readouterr().out
+    assert main(["index", "--gallery", str(tmp_path / "g"), "--weights", str(tiny_weights)]) == 2
+
+
+def test_version_1_gallery_gains_the_model_column(tmp_path):
+    folder = tmp_path / "old"
+    folder.mkdir()
+    with sqlite3.connect(folder / "gallery.sqlite") as conn:
+        conn.executescript("""
+            CREATE TABLE works (id INTEGER PRIMARY KEY, path TEXT NOT NULL, sha256 TEXT NOT NULL UNIQUE,
+                title TEXT, artist TEXT, year TEXT, style TEXT NOT NULL, subject TEXT NOT NULL,
+                labels TEXT NOT NULL, psnr REAL, embedding BLOB NOT NULL, added TEXT NOT NULL);
+            PRAGMA user_version=1;""")
+        conn.execute("INSERT INTO works (path, sha256, style, subject, labels, embedding, added) "
+                     "VALUES ('/x.jpg', 'abc', 'baroque', 'portrait', '{}', ?, '2026-01-01')",
+                     (np.ones(4, np.float32).tobytes(),))
+    gallery = Gallery(folder)
+    assert gallery.all_rows()[0]["model"] is None
+    assert gallery.other_model_count("anything") == 1
+    assert gallery.similar(np.ones(4), k=1, model=None)[0][0].sha256 == "abc"
+    assert gallery.similar(np.ones(4), k=1, model="anything") == []
+    assert gallery._conn.execute("PRAGMA user_version").fetchone()[0] == 2

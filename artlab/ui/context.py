@@ -96,8 +96,9 @@ class AppContext:
         """Whether `weights`' embeddings can be compared with the gallery's, which the app's model made.
 
         Only a model fine-tuned on its head alone (its card says so) from the app's model has the
-        same backbone and neck; the neck's weights are compared (to fp16 rounding) to rule out
-        another base. Any other model's similar works are found with the app's model instead.
+        same backbone, texture branch and neck; their weights are compared (to fp16 rounding) to
+        rule out another base (a model fine-tuned from an earlier shipped version may share the
+        neck but not the backbone). Any other model's similar works are found with the app's model.
         """
         import torch
 
@@ -105,12 +106,17 @@ class AppContext:
         if key == str(self.weights or ""):
             return True
         if key not in self._same_embedding:
-            theirs, ours = self.models(weights), self.models()
-            head_only = theirs.card.get("training", {}).get("depth") == "head"
-            necks = list(zip(theirs.classifier.neck.parameters(), ours.classifier.neck.parameters()))
-            self._same_embedding[key] = head_only and bool(necks) and all(
-                a.shape == b.shape and torch.allclose(a.float(), b.float(), rtol=2e-3, atol=1e-4)
-                for a, b in necks)
+            from artlab.inference import CLASSIFIER_NAME
+            from artlab.weights import read_tensors, resolve
+
+            head_only = self.models(weights).card.get("training", {}).get("depth") == "head"
+            # The stored tensors, not the loaded ones: loading folds BatchNorm and rounds to bf16.
+            theirs = read_tensors(resolve(weights, CLASSIFIER_NAME))
+            ours = read_tensors(resolve(self.weights, CLASSIFIER_NAME))
+            shared = [(t, ours.get(name)) for name, t in theirs.items() if not name.startswith("heads.")]
+            self._same_embedding[key] = head_only and bool(shared) and all(
+                b is not None and a.shape == b.shape and torch.allclose(a.float(), b.float(), rtol=2e-3, atol=1e-4)
+                for a, b in shared)
         return self._same_embedding[key]
 
     def text_models(self):

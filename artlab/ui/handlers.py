@@ -118,10 +118,11 @@ def analyze_artwork(ctx: AppContext, image_path, lang: str = "en", weights=None,
     progress(0.2, desc="looking")
     analysis = models.analyze([image], explain=True)[0]
     embedding = analysis.embedding
-    if not ctx.embeds_like_gallery(weights):   # the gallery's embeddings come from the app's model
-        embedding = _models(ctx, None).analyze([image], reconstruct=False)[0].embedding
+    app_models = _models(ctx, None)   # the gallery's embeddings come from the app's model
+    if not ctx.embeds_like_gallery(weights):
+        embedding = app_models.analyze([image], reconstruct=False)[0].embedding
     gallery = ctx.gallery()
-    pairs = gallery.similar(embedding.numpy(), SIMILAR, exclude_sha=content_hash(data))
+    pairs = gallery.similar(embedding.numpy(), SIMILAR, exclude_sha=content_hash(data), model=app_models.model_id)
     items, ids = _cards(pairs)
     psnr = (f"**{analysis.psnr:.1f} dB** PSNR: how faithfully the autoencoder rebuilt the picture "
             f"from a code 48 times smaller." if analysis.psnr is not None else "")
@@ -179,6 +180,11 @@ def browse(ctx: AppContext, style: str, subject: str, query: str, lang: str = "e
         note = "没有符合条件的作品。" if lang == "zh" else "No works match these filters."
     else:
         note = f"显示 {len(works)} / {total} 件作品。" if lang == "zh" else f"{len(works)} of {total} works shown."
+    stale = gallery.other_model_count(_models(ctx, None).model_id) if total else 0
+    if stale:   # analysed by an earlier model: not in "similar works" until re-analysed
+        note += (f" 其中 {stale} 件由旧版模型分析,暂不参与相似作品检索;请运行 `python -m artlab index --refresh`。"
+                 if lang == "zh" else f" {stale} of them were analysed by an earlier model and are left out of "
+                 "similar works until `python -m artlab index --refresh` re-analyses them.")
     return [(w.thumb, _grid_caption(w, lang)) for w in works], [w.id for w in works], note
 
 
@@ -199,7 +205,7 @@ def open_work(ctx: AppContext, ids: list[int], index: int, lang: str = "en"):
         picture = load_image(work.path, max_side=1024)
     except ImageError:
         picture = load_image(work.thumb)   # the original moved away: show what we kept
-    pairs = gallery.similar(gallery.embedding_of(work.id), SIMILAR, exclude_id=work.id)
+    pairs = gallery.similar(gallery.embedding_of(work.id), SIMILAR, exclude_id=work.id, model=work.model)
     items, similar_ids = _cards(pairs)
     lines = [f"## {work.name}"]
     if work.artist or work.year:
