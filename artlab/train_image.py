@@ -138,7 +138,8 @@ def train_classifier(data_root: Path, out_dir: Path, *, epochs: int = 30, batch_
     report = by_size[image_size]
     card = {
         "name": name,
-        "architecture": "EfficientNet-Lite0 (ImageNet init) + Gram texture branch + neck + style/subject heads",
+        "architecture": "EfficientNet-Lite0 (ImageNet init)" + (" + Gram texture branch" if texture else "")
+                        + " + neck + style/subject heads",
         "config": {"heads": {"style": len(STYLES), "subject": len(SUBJECTS)}, "texture": texture,
                    "embed_dim": model.neck[1].out_features},
         "labels": {"style": list(STYLES), "subject": list(SUBJECTS)},

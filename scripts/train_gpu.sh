@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# How the shipped image weights were trained: on one GPU, several runs side by side.
+# How the image weights were trained: on one GPU, several runs side by side. The shipped classifier
+# is then the soup of two of them (texture224 45 epochs + plain224), made on any machine with
+#   python -m artlab soup --base RUN_A --with RUN_B --data $DATA --out weights --size 320 --calibration-images 4096
 #   DATA=/path/to/shared/data OUTDIR=/path/out bash scripts/train_gpu.sh
 # Decodes the data once into $ARTLAB_DATA_CACHE, then trains the classifier variants
 # and the autoencoder in parallel (Lite0 is small: one H100 has room for all of them).

@@ -1,7 +1,6 @@
 """The bulk indexer (artlab/bulk.py) gives the ordinary index's result: run here on the CPU, where
 the same pipeline decodes with libjpeg-turbo instead of nvJPEG."""
 
-import io
 import sqlite3
 
 import numpy as np
