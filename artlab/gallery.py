@@ -282,6 +282,12 @@ class Gallery:
         with self._lock:
             return self._conn.execute("SELECT COUNT(*) FROM works WHERE model IS NOT ?", (model,)).fetchone()[0]
 
+    def other_model_works(self, model: str) -> list[sqlite3.Row]:
+        """id, path and sha256 of the works `other_model_count` counts, in id order."""
+        with self._lock:
+            return self._conn.execute("SELECT id, path, sha256 FROM works WHERE model IS NOT ? ORDER BY id",
+                                      (model,)).fetchall()
+
     def update_analyses(self, updates: list[tuple[int, object]]) -> None:
         """(work id, Analysis) pairs: store each new analysis (labels, embedding, model) in one transaction."""
         with self._lock, self._conn:
@@ -467,9 +473,7 @@ def refresh(gallery: Gallery, models, batch_size: int = 32, progress=None) -> In
     original file, else from its thumbnail (320 px: as large as the classifier's input).
     `report.added` counts the works refreshed; works with neither file readable go to `errors`."""
     report = IndexReport()
-    with gallery._lock:
-        rows = gallery._conn.execute("SELECT id, path, sha256 FROM works WHERE model IS NOT ? ORDER BY id",
-                                     (models.model_id,)).fetchall()
+    rows = gallery.other_model_works(models.model_id)
     for start in range(0, len(rows), batch_size):
         ids, images = [], []
         for row in rows[start:start + batch_size]:
