@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .gallery import THUMB_SIDE, Gallery, IndexReport, _meta_for, analysis_to_work, content_hash
-from .images import MAX_PIXELS, ImageError, letterbox, load_image, read_image_bytes, to_uint8_tensor
+from artlab.store.gallery import THUMB_SIDE, Gallery, IndexReport, _meta_for, analysis_to_work, content_hash
+from artlab.images import MAX_PIXELS, ImageError, letterbox, load_image, read_image_bytes, to_uint8_tensor
 
 log = logging.getLogger(__name__)
 

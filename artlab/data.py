@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .images import ImageError, letterbox, list_images, load_image, to_uint8_tensor
+from artlab.images import ImageError, letterbox, list_images, load_image, to_uint8_tensor
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ def _label_index(names: tuple[str, ...], value: str | None) -> int:
 
 def load_wikiart_titles(path: str | Path, split: str | None = None) -> TextSet:
     """wikiart_titles.csv: style label where the style is one of ours, subject where the genre maps."""
-    from .labels import STYLES, SUBJECTS
+    from artlab.labels import STYLES, SUBJECTS
     texts, styles, subjects = [], [], []
     for row in read_csv_rows(path):
         title = (row.get("title") or "").strip()
@@ -211,7 +211,7 @@ def load_wikiart_titles(path: str | Path, split: str | None = None) -> TextSet:
 
 def load_semart(path: str | Path, split: str | None = None) -> TextSet:
     """semart.csv: each painting gives a description and a title, both labelled with its subject."""
-    from .labels import SUBJECTS
+    from artlab.labels import SUBJECTS
     texts, subjects, kinds = [], [], []
     for row in read_csv_rows(path):
         title, description = (row.get("title") or "").strip(), (row.get("description") or "").strip()

@@ -60,9 +60,9 @@ def main() -> int:
     import torch
     import torchvision
 
-    from artlab.explain import OVERLAY_SIDE
+    from artlab.inference.explain import OVERLAY_SIDE
     from artlab.images import load_image
-    from artlab.inference import ArtModels
+    from artlab.inference.image import ArtModels
 
     models = ArtModels(args.weights, "cpu")
     resnet = torchvision.models.resnet50().eval()

@@ -92,7 +92,7 @@ def score(model_dir: Path, val_root: Path, per_class: int, seed: int, device) ->
     import torch
 
     from artlab.data import load_images
-    from artlab.inference import classifier_probs, load_classifier_for_inference
+    from artlab.inference.image import classifier_probs, load_classifier_for_inference
 
     model, card = load_classifier_for_inference(model_dir, device)  # as `predict` runs it
     classes = card["labels"]["labels"]

@@ -115,7 +115,7 @@ def weights_with_text(weights: Path, scratch: Path) -> tuple[Path, str]:
     """`weights` itself if it holds text models; else a copy of it plus tiny text models."""
     if (weights / "text_classifier.safetensors").is_file():
         return weights, "shipped"
-    from artlab.train_text import train_autoencoder, train_classifier
+    from artlab.training.text import train_autoencoder, train_classifier
 
     folder = scratch / "weights"
     folder.mkdir()

@@ -27,8 +27,8 @@ def mb(field):
 stages = [("python", mb("VmRSS:"), mb("VmHWM:"))]
 import torch
 stages.append(("import torch", mb("VmRSS:"), mb("VmHWM:")))
-from artlab.inference import ArtModels
-stages.append(("import artlab.inference", mb("VmRSS:"), mb("VmHWM:")))
+from artlab.inference.image import ArtModels
+stages.append(("import artlab.inference.image", mb("VmRSS:"), mb("VmHWM:")))
 models = ArtModels(sys.argv[1] or None, "cpu")
 stages.append(("ArtModels loaded", mb("VmRSS:"), mb("VmHWM:")))
 from PIL import Image

@@ -14,7 +14,7 @@ export ARTLAB_DATA_CACHE=${ARTLAB_DATA_CACHE:-/tmp/artlab-cache} PYTHONUNBUFFERE
 mkdir -p "$OUTDIR"
 python3 -c "
 from pathlib import Path
-from artlab.train_image import load_art_data
+from artlab.training.image import load_art_data
 for split in ('train', 'val'):
     print(split, len(load_art_data(Path('$DATA'), split)))
 "

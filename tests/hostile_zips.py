@@ -1,4 +1,4 @@
-"""Hostile zips for the Train tab's importer (artlab.uploads.import_zip), shared by the fuzz test
+"""Hostile zips for the Train tab's importer (artlab.store.uploads.import_zip), shared by the fuzz test
 (tests/test_zip_fuzz.py) and the long fuzz run (benchmarks/fuzz_zip.py).
 
 `hostile_zips()` is a hypothesis strategy for a list of entries; `build_zip` writes them;
@@ -119,7 +119,7 @@ def _all_paths(root: Path) -> list[Path]:
 
 def check_import(sandbox: Path, entries: list[Entry], max_bytes: int = 300_000, max_files: int = 25) -> str:
     """Import a hostile zip in `sandbox`; assert the invariants; return what happened (for reports)."""
-    from artlab.uploads import ImportResult, UploadError, import_zip
+    from artlab.store.uploads import ImportResult, UploadError, import_zip
 
     sandbox.mkdir(parents=True, exist_ok=True)
     archive = build_zip(sandbox / "upload.zip", entries)

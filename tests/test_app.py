@@ -51,7 +51,7 @@ def weights(tiny_weights, tmp_path_factory) -> Path:
     for path in tiny_weights.iterdir():
         shutil.copy(path, folder / path.name)
     try:
-        from artlab.train_text import train_autoencoder, train_classifier
+        from artlab.training.text import train_autoencoder, train_classifier
     except ImportError:
         return folder                                   # the app then says the text side is missing
     data = _tiny_text_data(tmp_path_factory.mktemp("textdata"))

@@ -13,8 +13,8 @@ import pytest
 import torch
 from gradio_client import Client, handle_file
 
-from artlab.finetune import FinetuneConfig, finetune
-from artlab.registry import Registry
+from artlab.training.finetune import FinetuneConfig, finetune
+from artlab.store.registry import Registry
 from conftest import make_image
 
 
@@ -166,7 +166,7 @@ def test_a_head_only_model_of_an_earlier_base_does_not_share_the_gallerys_embedd
 
     from safetensors.torch import save_file
 
-    from artlab.weights import read_tensors
+    from artlab.checkpoints import read_tensors
 
     ctx, _ = app
     head_only = Registry(models_dir).path("colours/v1")

@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from artlab.bulk import bulk_index
-from artlab.gallery import Gallery, index_paths
+from artlab.store.gallery import Gallery, index_paths
 from artlab.images import list_images
-from artlab.inference import ArtModels
+from artlab.inference.image import ArtModels
 from conftest import make_image
 
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from artlab.explain import cam_for, letterbox_box, overlay
-from artlab.inference import ArtModels
+from artlab.inference.explain import cam_for, letterbox_box, overlay
+from artlab.inference.image import ArtModels
 from conftest import make_image
 
 

@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from artlab.inference import _probs, load_classifier
+from artlab.inference.image import _probs, load_classifier
 from artlab.models.backbone import fuse_batchnorm
 
 
@@ -56,7 +56,7 @@ def test_gpu_matches_cpu(tiny_weights):
 
 
 def test_channels_last_autoencoder_matches(tiny_weights):
-    from artlab.inference import load_autoencoder
+    from artlab.inference.image import load_autoencoder
 
     model, _ = load_autoencoder(tiny_weights, "cpu")
     x = torch.rand(2, 3, 128, 128) * 2 - 1
@@ -92,7 +92,7 @@ def test_bf16_trunk_matches_fp32(tiny_weights):
 
 
 def test_bf16_autoencoder_matches_fp32(tiny_weights):
-    from artlab.inference import load_autoencoder
+    from artlab.inference.image import load_autoencoder
     from artlab.models.autoencoder import psnr
 
     reference, _ = load_autoencoder(tiny_weights, "cpu")
@@ -107,7 +107,7 @@ def test_bf16_autoencoder_matches_fp32(tiny_weights):
 
 @pytest.mark.parametrize("setting, dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
 def test_precision_setting_reaches_every_model(tiny_weights, monkeypatch, tmp_path, setting, dtype):
-    from artlab.inference import ArtModels
+    from artlab.inference.image import ArtModels
     from conftest import make_image
 
     monkeypatch.setenv("ARTLAB_PRECISION", setting)

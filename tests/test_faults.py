@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from artlab.inference import load_classifier
-from artlab.registry import Registry
+from artlab.inference.image import load_classifier
+from artlab.store.registry import Registry
 from conftest import ROOT, make_image
 
 FINETUNE = ["--epochs", "2", "--views", "1", "--batch", "8", "--depth", "head", "--device", "cpu"]
@@ -27,7 +27,7 @@ FINETUNE = ["--epochs", "2", "--views", "1", "--batch", "8", "--depth", "head", 
 # Run `python -m artlab ...` with a hook: print MARK and wait to be killed at the chosen moment.
 HOOK = r"""
 import sys, time
-import artlab.finetune as ft, artlab.weights as w
+import artlab.training.finetune as ft, artlab.checkpoints as w
 where = sys.argv.pop(1)
 
 def mark():
@@ -134,7 +134,7 @@ def test_disk_full_or_read_only_during_a_save(models_with_a_good_model, tiny_wei
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(args[0] if args else kwargs.get("dir")))
 
     if fault == "disk full while writing":
-        monkeypatch.setattr("artlab.weights.save_file", no_space)
+        monkeypatch.setattr("artlab.checkpoints.save_file", no_space)
     elif fault == "read-only at the rename":
         monkeypatch.setattr(os, "replace", read_only)
     else:
@@ -249,7 +249,7 @@ def test_temporaries_of_a_dead_writer_are_removed_on_the_next_write(tmp_path):
     import subprocess
     import sys
 
-    from artlab.finetune import remove_stale_temporaries
+    from artlab.training.finetune import remove_stale_temporaries
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True).stdout.strip()

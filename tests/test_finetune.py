@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from artlab.finetune import FinetuneConfig, FinetuneError, finetune, scan_classes, stratified_split
-from artlab.inference import load_classifier
-from artlab.registry import Registry
-from artlab.uploads import UploadError, add_images, import_model, import_zip
+from artlab.training.finetune import FinetuneConfig, FinetuneError, finetune, scan_classes, stratified_split
+from artlab.inference.image import load_classifier
+from artlab.store.registry import Registry
+from artlab.store.uploads import UploadError, add_images, import_model, import_zip
 from conftest import ROOT, make_image
 
 COLORS = {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200)}
@@ -126,7 +126,7 @@ def test_a_crash_while_writing_leaves_the_old_model_whole(trained, tiny_weights,
         Path(path).with_suffix(".safetensors").write_bytes(b"half a model")
         raise OSError("disk full")
 
-    monkeypatch.setattr("artlab.finetune.save_checkpoint", crash)
+    monkeypatch.setattr("artlab.training.finetune.save_checkpoint", crash)
     with pytest.raises(OSError):
         finetune(data, out, base=tiny_weights, config=FinetuneConfig(epochs=2, **FAST))
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
@@ -150,7 +150,7 @@ def test_deeper_finetune_drops_the_stale_base_heads(tiny_weights, tmp_path):
 # ---------------------------------------------------------------- bad data
 
 def test_auto_depth_goes_deeper_only_with_enough_data_on_a_gpu():
-    from artlab.finetune import resolve_depth
+    from artlab.training.finetune import resolve_depth
 
     few, many = {"a": 20, "b": 30}, {"a": 120, "b": 150}
     assert resolve_depth("auto", few, 16, torch.device("cuda")) == 0
@@ -301,7 +301,7 @@ def test_predict_with_finetuned_weights_answers_with_the_new_classes(trained, ti
 
 def test_onnx_export_matches_pytorch(trained, tmp_path, capsys):
     pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install -r requirements-dev.txt)")
-    from artlab.export import export_onnx, onnx_parity
+    from artlab.inference.export import export_onnx, onnx_parity
     from artlab.images import letterbox, load_image, normalize, to_uint8_tensor
 
     data, out, _ = trained

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from artlab.gallery import Gallery, default_gallery_dir, index_folder, read_meta
-from artlab.inference import ArtModels
+from artlab.store.gallery import Gallery, default_gallery_dir, index_folder, read_meta
+from artlab.inference.image import ArtModels
 from conftest import make_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,7 +168,7 @@ def newer_models(tmp_path_factory, tiny_weights):
     import torch
 
     from artlab.models.classifier import ArtClassifier
-    from artlab.weights import read_card, save_checkpoint
+    from artlab.checkpoints import read_card, save_checkpoint
 
     folder = tmp_path_factory.mktemp("newer")
     torch.manual_seed(1)
@@ -183,7 +183,7 @@ def newer_models(tmp_path_factory, tiny_weights):
 def test_new_weights_leave_old_embeddings_out_until_refresh(folder, tmp_path, models, newer_models, tiny_weights,
                                                             capsys):
     from artlab.cli import main
-    from artlab.gallery import refresh
+    from artlab.store.gallery import refresh
 
     gallery = Gallery(tmp_path / "g")
     index_folder(gallery, models, folder)

@@ -144,7 +144,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def art_models(tiny_weights):
-    from artlab.inference import ArtModels
+    from artlab.inference.image import ArtModels
     return ArtModels(tiny_weights, "cpu")
 
 
@@ -185,8 +185,8 @@ def text_models(tmp_path_factory):
     """Tiny text models trained here in about a second (the recipe of test_text.py, smaller)."""
     import torch
 
-    from artlab.text_inference import TextModels
-    from artlab.train_text import train_autoencoder, train_classifier
+    from artlab.inference.text import TextModels
+    from artlab.training.text import train_autoencoder, train_classifier
     from test_text import write_text_data
 
     data = write_text_data(tmp_path_factory.mktemp("hostile-text"), titles=60, descriptions=10)

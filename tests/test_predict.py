@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from artlab.cli import main
-from artlab.inference import ArtModels
+from artlab.inference.image import ArtModels
 from artlab.labels import STYLES, SUBJECTS
 
 from bad_images import make_bad_files, make_odd_files

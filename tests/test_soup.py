@@ -10,8 +10,8 @@ from torch import nn
 from artlab.cli import main
 from artlab.labels import STYLES, SUBJECTS
 from artlab.models.classifier import ArtClassifier
-from artlab.soup import average_backbones, recalibrate_batchnorm
-from artlab.weights import WeightsError, read_tensors, save_checkpoint
+from artlab.training.soup import average_backbones, recalibrate_batchnorm
+from artlab.checkpoints import WeightsError, read_tensors, save_checkpoint
 
 HEADS = {"style": len(STYLES), "subject": len(SUBJECTS)}
 

@@ -74,7 +74,7 @@ def text_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def trained(text_data, tmp_path_factory):
     """A tiny text classifier and autoencoder trained on the tiny data, saved to a weights folder."""
-    from artlab.train_text import train_autoencoder, train_classifier
+    from artlab.training.text import train_autoencoder, train_classifier
 
     out = tmp_path_factory.mktemp("textweights")
     torch.manual_seed(0)
@@ -88,7 +88,7 @@ def trained(text_data, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def models(trained):
-    from artlab.text_inference import TextModels
+    from artlab.inference.text import TextModels
     return TextModels(trained[0], device="cpu")
 
 
@@ -184,7 +184,7 @@ def test_painting_split_is_stable_and_ignores_case_and_spacing():
 # ------------------------------------------------------------------ models and training
 
 def test_noise_drops_and_swaps_whole_words():
-    from artlab.train_text import add_noise, token_accuracy
+    from artlab.training.text import add_noise, token_accuracy
 
     tok = Tokenizer.build(CORPUS, min_count=1)
     ids = tok.encode("stormy tapirs at night stormiest")
@@ -199,7 +199,7 @@ def test_noise_drops_and_swaps_whole_words():
 
 
 def test_word_salad_is_made_of_whole_title_words():
-    from artlab.train_text import split_words, word_salad
+    from artlab.training.text import split_words, word_salad
 
     tok = Tokenizer.build(CORPUS, min_count=1)
     ids = tok.encode("stormy tapirs at night stormiest")
@@ -277,8 +277,8 @@ def test_tiny_training_lowers_the_loss(trained):
 
 
 def test_save_load_round_trip(trained, text_data):
-    from artlab.text_inference import load_text_autoencoder, load_text_classifier
-    from artlab.train_text import evaluate_autoencoder, evaluate_classifier
+    from artlab.inference.text import load_text_autoencoder, load_text_classifier
+    from artlab.training.text import evaluate_autoencoder, evaluate_classifier
 
     folder, clf_card, ae_card = trained
     for name in ("text_classifier", "text_autoencoder"):
@@ -297,7 +297,7 @@ def test_save_load_round_trip(trained, text_data):
 
 
 def test_bag_of_words_baseline_learns(text_data):
-    from artlab.train_text import bow_baseline
+    from artlab.training.text import bow_baseline
 
     report = bow_baseline(data_mod.load_text_data(text_data, "train"), data_mod.load_text_data(text_data, "val"))
     assert set(report) == {"title->subject", "title->style", "description->subject"}
@@ -305,7 +305,7 @@ def test_bag_of_words_baseline_learns(text_data):
 
 
 def test_bag_regression_reports_every_epoch_when_asked(text_data):
-    from artlab.train_text import bag_regression
+    from artlab.training.text import bag_regression
     from artlab.tokenizer import normalize_words
 
     train, val = data_mod.load_text_data(text_data, "train"), data_mod.load_text_data(text_data, "val")
@@ -320,8 +320,8 @@ def test_bag_regression_reports_every_epoch_when_asked(text_data):
 def test_missing_or_mismatched_vocabulary_is_a_weights_error(trained, tmp_path):
     import shutil
 
-    from artlab.text_inference import load_text_classifier
-    from artlab.weights import WeightsError
+    from artlab.inference.text import load_text_classifier
+    from artlab.checkpoints import WeightsError
 
     for suffix in (".safetensors", ".json"):
         shutil.copy(trained[0] / f"text_classifier{suffix}", tmp_path / f"text_classifier{suffix}")
@@ -426,7 +426,7 @@ def test_predict_text_readable_output_and_bad_weights(trained, tmp_path, capsys)
 
 
 def test_stdin_batches_keep_order_and_do_not_wait_for_a_full_batch():
-    from artlab.cli_text import _stdin_batches
+    from artlab.cli.text import _stdin_batches
 
     stream = io.BytesIO(b"".join(f"line {i}\n".encode() for i in range(1000)) + b"last")
     batches = list(_stdin_batches(stream, 256))
@@ -446,8 +446,8 @@ def test_evaluate_text_prints_rnn_and_baseline(trained, text_data, capsys):
 
 
 def test_autoencoder_training_can_continue_from_a_checkpoint(trained, text_data, tmp_path):
-    from artlab.text_inference import vocab_path
-    from artlab.train_text import train_autoencoder
+    from artlab.inference.text import vocab_path
+    from artlab.training.text import train_autoencoder
 
     card = train_autoencoder(text_data, tmp_path, epochs=1, batch_size=16, device="cpu", show_progress=False,
                              init=trained[0])
@@ -459,7 +459,7 @@ def test_autoencoder_training_can_continue_from_a_checkpoint(trained, text_data,
 
 def test_train_text_command_writes_the_autoencoder_it_was_asked_for(text_data, tmp_path, capsys):
     from artlab.cli import main
-    from artlab.text_inference import load_text_autoencoder
+    from artlab.inference.text import load_text_autoencoder
 
     assert main(["train-text", "--data", str(text_data), "--out", str(tmp_path), "--model", "autoencoder",
                  "--ae-epochs", "1", "--batch", "16", "--ae-code", "16", "--ae-slots", "4", "--ae-hidden", "8",

@@ -11,7 +11,7 @@ import gradio as gr
 import pytest
 from gradio_client import Client, handle_file
 
-from artlab.registry import Registry
+from artlab.store.registry import Registry
 from artlab.ui.train_tab import build_train_tab
 from conftest import make_image
 

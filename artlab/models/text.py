@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from ..tokenizer import BOS_ID, EOS_ID, PAD_ID
+from artlab.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 
 def run_rnn(rnn: nn.GRU, x: torch.Tensor, lengths: torch.Tensor):

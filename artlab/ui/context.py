@@ -30,7 +30,7 @@ def curator_ok(password: str | None) -> bool:
 @dataclass
 class AppContext:
     weights: str | None = None            # None: $ARTLAB_WEIGHTS or the shipped weights
-    models_dir: str | None = None         # fine-tuned models (artlab.registry); None: $ARTLAB_MODELS or default
+    models_dir: str | None = None         # fine-tuned models (artlab.store.registry); None: $ARTLAB_MODELS or default
     gallery_dir: str | None = None        # None: $ARTLAB_GALLERY or the user's data dir
     kiosk: bool = False
     device: str | None = None
@@ -51,8 +51,8 @@ class AppContext:
         A fine-tuned folder without an autoencoder shares the app's one (not whatever
         $ARTLAB_WEIGHTS names). Besides the app's models, the latest MAX_OTHER_MODELS are kept.
         """
-        from artlab.inference import AUTOENCODER_NAME, ArtModels
-        from artlab.weights import resolve
+        from artlab.inference.image import AUTOENCODER_NAME, ArtModels
+        from artlab.checkpoints import resolve
 
         key = str(weights or self.weights or "")
         own = str(self.weights or "")
@@ -77,14 +77,14 @@ class AppContext:
         else the app's. Read on every request, so an activation needs no restart."""
         if visitor_weights:
             return str(visitor_weights)
-        from artlab.registry import Registry
+        from artlab.store.registry import Registry
 
         active = Registry(self.models_dir).active_path()
         return str(active) if active else self.weights
 
     def model_key(self, weights) -> str | None:
         """"name/vN" when `weights` is a model of the models directory, else None."""
-        from artlab.registry import Registry
+        from artlab.store.registry import Registry
 
         root = Registry(self.models_dir).root
         try:
@@ -106,8 +106,8 @@ class AppContext:
         if key == str(self.weights or ""):
             return True
         if key not in self._same_embedding:
-            from artlab.inference import CLASSIFIER_NAME
-            from artlab.weights import read_tensors, resolve
+            from artlab.inference.image import CLASSIFIER_NAME
+            from artlab.checkpoints import read_tensors, resolve
 
             head_only = self.models(weights).card.get("training", {}).get("depth") == "head"
             # The stored tensors, not the loaded ones: loading folds BatchNorm and rounds to bf16.
@@ -124,8 +124,8 @@ class AppContext:
         with self._lock:
             if self._text is None and self._text_error is None:
                 try:
-                    from artlab.text_inference import TextModels
-                    from artlab.weights import WeightsError
+                    from artlab.inference.text import TextModels
+                    from artlab.checkpoints import WeightsError
                 except ImportError as e:
                     self._text_error = f"The text models are not part of this installation yet ({e.name})."
                     return None, self._text_error
@@ -136,7 +136,7 @@ class AppContext:
             return self._text, self._text_error
 
     def gallery(self):
-        from artlab.gallery import Gallery
+        from artlab.store.gallery import Gallery
 
         with self._lock:
             if self._gallery is None:
@@ -167,7 +167,7 @@ class AppContext:
 
     def served_folders(self) -> list[str]:
         """The only folders the web server may serve files from: gallery images and our assets."""
-        from artlab.gallery import THUMB_DIR, WORKS_DIR, default_gallery_dir
+        from artlab.store.gallery import THUMB_DIR, WORKS_DIR, default_gallery_dir
 
         base = Path(self.gallery_dir).expanduser() if self.gallery_dir else default_gallery_dir()
         assets = Path(__file__).resolve().parents[2] / "assets"

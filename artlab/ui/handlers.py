@@ -15,17 +15,17 @@ from pathlib import Path
 
 import gradio as gr
 
-from artlab.explain import OVERLAY_SIDE
-from artlab.finetune import HEAD
-from artlab.gallery import add_upload, content_hash
+from artlab.inference.explain import OVERLAY_SIDE
+from artlab.training.finetune import HEAD
+from artlab.store.gallery import add_upload, content_hash
 from artlab.images import ImageError, load_image
-from artlab.inference import autoencoder_input
+from artlab.inference.image import autoencoder_input
 from artlab.memory import release_freed_memory
 from artlab.labels import STYLES, SUBJECTS, display_name
-from artlab.weights import WeightsError
+from artlab.checkpoints import WeightsError
 
-from .context import AppContext
-from .i18n import label_scores, t
+from artlab.ui.context import AppContext
+from artlab.ui.i18n import label_scores, t
 
 # Output pictures are handed to Gradio as files written here, never as PIL images: Gradio saves a
 # PIL output by rewriting <cache>/<hash of its bytes>/image.png in place, so when two visitors get the

@@ -16,11 +16,11 @@ import logging
 
 import gradio as gr
 
-from artlab.weights import LICENCE_NOTE
+from artlab.checkpoints import LICENCE_NOTE
 
-from . import handlers as h
-from .context import AppContext
-from .i18n import LANGS, t
+from artlab.ui import handlers as h
+from artlab.ui.context import AppContext
+from artlab.ui.i18n import LANGS, t
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +232,7 @@ def _create_tab(ctx, active_weights, relabel):
 
 def _train_tab(ctx, active_weights):
     try:
-        from .train_tab import build_train_tab
+        from artlab.ui.train_tab import build_train_tab
     except ImportError as e:
         log.info("Train tab not available: %s", e)
         gr.Markdown("### Teach ArtLab your own classes\nFine-tuning from the browser is coming here. "
@@ -244,7 +244,7 @@ def _train_tab(ctx, active_weights):
 
 
 def about_markdown(ctx: AppContext) -> str:
-    from artlab.inference import model_info
+    from artlab.inference.image import model_info
 
     lines = ["## About ArtLab",
              "ArtLab looks at art with small neural networks: an EfficientNet-Lite0 classifier with a texture "
@@ -256,7 +256,7 @@ def about_markdown(ctx: AppContext) -> str:
     except Exception as e:  # noqa: BLE001 - a broken card must not take the page down
         cards, lines = {}, lines + [f"Model cards could not be read: {e}"]
     try:
-        from artlab.text_inference import model_info as text_info
+        from artlab.inference.text import model_info as text_info
         cards.update(text_info(ctx.weights))
     except Exception:  # noqa: BLE001 - the text side is optional
         pass

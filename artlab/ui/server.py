@@ -15,9 +15,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 
 import gradio as gr  # noqa: E402
 
-from .context import AppContext  # noqa: E402
-from .i18n import gradio_i18n  # noqa: E402
-from .layout import build_app  # noqa: E402
+from artlab.ui.context import AppContext  # noqa: E402
+from artlab.ui.i18n import gradio_i18n  # noqa: E402
+from artlab.ui.layout import build_app  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
@@ -100,8 +100,8 @@ def check_weights(weights) -> None:
     Only cards and safetensors headers are read (milliseconds); the models load in the background.
     The autoencoder is checked when its files are there (a fine-tuned folder has none).
     """
-    from artlab.inference import AUTOENCODER_NAME, CLASSIFIER_NAME
-    from artlab.weights import check_checkpoint, resolve
+    from artlab.inference.image import AUTOENCODER_NAME, CLASSIFIER_NAME
+    from artlab.checkpoints import check_checkpoint, resolve
 
     check_checkpoint(resolve(weights, CLASSIFIER_NAME))
     autoencoder = resolve(weights, AUTOENCODER_NAME)
@@ -114,8 +114,8 @@ def main(argv=None) -> None:
     import sys
 
     from artlab.memory import limit_malloc_arenas
-    from artlab.registry import Registry
-    from artlab.weights import WeightsError
+    from artlab.store.registry import Registry
+    from artlab.checkpoints import WeightsError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     limit_malloc_arenas()   # before the server's threads exist: keeps RSS flat over many requests

@@ -7,7 +7,7 @@ Call it inside the tab's context (`with gr.Tab("Train"): build_train_tab(ctx, ac
 - `active_weights`: the visitor's gr.State holding the model folder the Artwork tab uses
   (None: the default). "Use it for me" writes this visitor's new model folder into it.
 - "Use it for everyone" (only with the curator password, $ARTLAB_CURATOR_PASSWORD, compared
-  in constant time) copies the model into the models directory (artlab.registry; `models_dir`,
+  in constant time) copies the model into the models directory (artlab.store.registry; `models_dir`,
   else $ARTLAB_MODELS, else ~/.local/share/artlab/models) and makes it the active one there:
   the app should use `Registry(models_dir).active_path()` for visitors without a model of their own.
 - `base_weights`: the model to start from (default ctx.weights, else the shipped weights).
@@ -31,13 +31,13 @@ from queue import Empty, Queue
 import gradio as gr
 import pandas as pd
 
-from artlab.finetune import (HEAD, MAX_IMAGES, MIN_CLASSES, MIN_PER_CLASS, FinetuneConfig, FinetuneError,
+from artlab.training.finetune import (HEAD, MAX_IMAGES, MIN_CLASSES, MIN_PER_CLASS, FinetuneConfig, FinetuneError,
                              finetune, imbalance_warning)
 from artlab.images import ImageError, list_images
-from artlab.uploads import UploadError, add_images, class_name, import_zip
-from artlab.weights import WeightsError
+from artlab.store.uploads import UploadError, add_images, class_name, import_zip
+from artlab.checkpoints import WeightsError
 
-from .context import curator_ok
+from artlab.ui.context import curator_ok
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +266,7 @@ def make_train(base_weights, device):
 # ------------------------------------------------------------------ using the model
 
 def _classifier(folder: str, device):
-    from artlab.inference import ArtModels
+    from artlab.inference.image import ArtModels
 
     with _models_lock:
         if folder not in _models:
@@ -301,7 +301,7 @@ def use_for_me(session):
 
 def make_publish(models_dir):
     def publish(password, name, session):
-        from artlab.registry import Registry
+        from artlab.store.registry import Registry
 
         if not session or not session.get("model"):
             return "Train a model first."
@@ -326,7 +326,7 @@ def download(session):
     """A zip of the model folder (safetensors + card) and its ONNX export."""
     if not session or not session.get("model"):
         return None, "Train a model first."
-    from artlab.export import export_onnx
+    from artlab.inference.export import export_onnx
 
     folder = Path(session["model"])
     onnx_path = folder.parent / f"{folder.name}.onnx"

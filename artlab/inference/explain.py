@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .models.classifier import ArtClassifier
+from artlab.models.classifier import ArtClassifier
 
 # A perceptually ordered "inferno"-like ramp (dark purple -> red -> yellow), 5 stops.
 _RAMP = np.array([(0, 0, 4), (87, 16, 110), (188, 55, 84), (249, 142, 9), (252, 255, 164)], dtype=np.float32)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .images import ImageError, MAX_BYTES, list_images
+from artlab.images import ImageError, MAX_BYTES, list_images
 
 log = logging.getLogger(__name__)
 

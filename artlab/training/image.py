@@ -2,7 +2,7 @@
 
     python -m artlab train --data ../shared/data --out weights
 
-Both recipes use the one loop in artlab.train.fit; the data lives in memory as uint8
+Both recipes use the one loop in artlab.training.loop.fit; the data lives in memory as uint8
 tensors (artlab.data) and is augmented in batches on the training device.
 """
 
@@ -15,16 +15,16 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from . import data as data_mod
-from .device import pick_device
-from .inference import classifier_probs
-from .labels import STYLES, SUBJECTS
-from .metrics import classification_report
-from .models.autoencoder import IMAGE_SIZE as AE_SIZE, LATENT_SHAPE, ArtAutoencoder, psnr
-from .models.backbone import load_imagenet_weights
-from .models.classifier import ArtClassifier
-from .train import fit
-from .weights import save_checkpoint
+from artlab import data as data_mod
+from artlab.device import pick_device
+from artlab.inference.image import classifier_probs
+from artlab.labels import STYLES, SUBJECTS
+from artlab.training.metrics import classification_report
+from artlab.models.autoencoder import IMAGE_SIZE as AE_SIZE, LATENT_SHAPE, ArtAutoencoder, psnr
+from artlab.models.backbone import load_imagenet_weights
+from artlab.models.classifier import ArtClassifier
+from artlab.training.loop import fit
+from artlab.checkpoints import save_checkpoint
 
 log = logging.getLogger(__name__)
 HEAD_LABELS = {"style": STYLES, "subject": SUBJECTS}

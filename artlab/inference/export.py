@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .inference import load_classifier
+from artlab.inference.image import load_classifier
 
 log = logging.getLogger(__name__)
 OPSET = 17

@@ -14,15 +14,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .data import resize_for_eval
-from .device import inference_dtype, pick_device
-from .explain import cam_for, classify_with_cam, overlay
-from .memory import release_freed_memory
-from .images import letterbox, load_image, normalize, to_uint8_tensor
-from .models.autoencoder import IMAGE_SIZE as AE_SIZE, ArtAutoencoder, interpolate, psnr
-from .models.backbone import fuse_batchnorm
-from .models.classifier import ArtClassifier
-from .weights import WeightsError, file_digest, load_into, read_card, resolve
+from artlab.data import resize_for_eval
+from artlab.device import inference_dtype, pick_device
+from artlab.inference.explain import cam_for, classify_with_cam, overlay
+from artlab.memory import release_freed_memory
+from artlab.images import letterbox, load_image, normalize, to_uint8_tensor
+from artlab.models.autoencoder import IMAGE_SIZE as AE_SIZE, ArtAutoencoder, interpolate, psnr
+from artlab.models.backbone import fuse_batchnorm
+from artlab.models.classifier import ArtClassifier
+from artlab.checkpoints import WeightsError, file_digest, load_into, read_card, resolve
 
 log = logging.getLogger(__name__)
 

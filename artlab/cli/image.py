@@ -59,9 +59,9 @@ def register(sub):
 
 
 def run_predict(args) -> int:
-    from .images import ImageError
-    from .inference import ArtModels
-    from .weights import WeightsError
+    from artlab.images import ImageError
+    from artlab.inference.image import ArtModels
+    from artlab.checkpoints import WeightsError
 
     try:
         models = ArtModels(args.weights, args.device, autoencoder=not args.no_reconstruct)
@@ -102,7 +102,7 @@ def _readable(record: dict) -> str:
 
 
 def run_train(args) -> int:
-    from .train_image import train_autoencoder, train_classifier
+    from artlab.training.image import train_autoencoder, train_classifier
 
     command = args.command_line
     if args.model in ("classifier", "all"):
@@ -120,7 +120,7 @@ def run_train(args) -> int:
 
 
 def run_evaluate(args) -> int:
-    from .evaluate import evaluate_folder, print_report
+    from artlab.training.evaluate import evaluate_folder, print_report
 
     report = evaluate_folder(args.data, args.weights, split=args.split, tta=not args.no_tta, device=args.device,
                              size=args.size)
@@ -131,7 +131,7 @@ def run_evaluate(args) -> int:
 
 
 def run_soup(args) -> int:
-    from .soup import soup_classifier
+    from artlab.training.soup import soup_classifier
 
     card = soup_classifier(args.base, args.other, args.data, args.out, base_weight=args.base_weight,
                            size=args.size, calibration_images=args.calibration_images,

@@ -22,12 +22,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import data as data_mod
-from .device import pick_device
-from .inference import CLASSIFIER_NAME, load_classifier, load_classifier_for_inference
-from .models.classifier import ArtClassifier
-from .train_image import evaluate_classifier, load_art_data
-from .weights import WeightsError, file_digest, resolve, save_checkpoint
+from artlab import data as data_mod
+from artlab.device import pick_device
+from artlab.inference.image import CLASSIFIER_NAME, load_classifier, load_classifier_for_inference
+from artlab.models.classifier import ArtClassifier
+from artlab.training.image import evaluate_classifier, load_art_data
+from artlab.checkpoints import WeightsError, file_digest, resolve, save_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from .data import ImageSet, load_class_folders
-from .inference import classifier_probs, load_classifier_for_inference
-from .metrics import classification_report, format_confusion
+from artlab.data import ImageSet, load_class_folders
+from artlab.inference.image import classifier_probs, load_classifier_for_inference
+from artlab.training.metrics import classification_report, format_confusion
 
 
 def _heads_for(folder: Path, card_labels: dict) -> list[str]:

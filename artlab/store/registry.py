@@ -14,8 +14,8 @@ import re
 import shutil
 from pathlib import Path
 
-from .inference import CLASSIFIER_NAME
-from .weights import WeightsError, _atomic_write, read_card
+from artlab.inference.image import CLASSIFIER_NAME
+from artlab.checkpoints import WeightsError, _atomic_write, read_card
 
 ACTIVE_FILE = "active.json"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

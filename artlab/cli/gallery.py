@@ -28,10 +28,10 @@ def register(sub):
 def run_index(args) -> int:
     from tqdm import tqdm
 
-    from .gallery import Gallery, index_paths, read_meta, refresh
-    from .images import list_images
-    from .inference import ArtModels
-    from .weights import WeightsError
+    from artlab.store.gallery import Gallery, index_paths, read_meta, refresh
+    from artlab.images import list_images
+    from artlab.inference.image import ArtModels
+    from artlab.checkpoints import WeightsError
 
     if args.folder is None and not args.refresh:
         print("error: give a folder to index (or --refresh)", file=sys.stderr)
@@ -71,7 +71,7 @@ def run_index(args) -> int:
         bulk = False
     with tqdm(total=len(paths), unit="img", desc="indexing (bulk)" if bulk else "indexing") as bar:
         if bulk:
-            from .bulk import bulk_index
+            from artlab.bulk import bulk_index
 
             report = bulk_index(gallery, models, paths, root=args.folder, meta=meta, batch_size=args.batch or 256,
                                 workers=args.workers, progress=bar.update)

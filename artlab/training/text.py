@@ -2,7 +2,7 @@
 
     python -m artlab train-text --data ../shared/data --out weights
 
-Both recipes use the one loop in artlab.train.fit. The vocabulary is built from the
+Both recipes use the one loop in artlab.training.loop.fit. The vocabulary is built from the
 training split only and saved beside each checkpoint (`<name>.vocab.json`).
 """
 
@@ -14,15 +14,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import data as data_mod
-from .device import pick_device
-from .labels import STYLES, SUBJECTS
-from .metrics import classification_report
-from .models.text import TextAutoencoder, TextClassifier
-from .text_inference import AE_MAX_TOKENS, classify_ids, reconstruct_ids, vocab_path
-from .tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, normalize, normalize_words, pad_batch
-from .train import fit
-from .weights import WeightsError, save_checkpoint
+from artlab import data as data_mod
+from artlab.device import pick_device
+from artlab.labels import STYLES, SUBJECTS
+from artlab.training.metrics import classification_report
+from artlab.models.text import TextAutoencoder, TextClassifier
+from artlab.inference.text import AE_MAX_TOKENS, classify_ids, reconstruct_ids, vocab_path
+from artlab.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, normalize, normalize_words, pad_batch
+from artlab.training.loop import fit
+from artlab.checkpoints import WeightsError, save_checkpoint
 
 log = logging.getLogger(__name__)
 HEAD_LABELS = {"subject": SUBJECTS, "style": STYLES}
@@ -218,7 +218,7 @@ def train_autoencoder(data_root: Path, out_dir: Path, *, epochs: int = 12, batch
     if limit:
         titles, val_titles = titles[:limit], val_titles[:limit]
     if init:
-        from .text_inference import load_text_autoencoder
+        from artlab.inference.text import load_text_autoencoder
         start, tokenizer, init_card = load_text_autoencoder(init, "cpu")
         config = init_card["config"]
         embed_dim, hidden, code_dim, decoder_hidden = (config["embed_dim"], config["hidden"], config["code_dim"],
@@ -365,7 +365,7 @@ def bag_regression(train: data_mod.TextSet, val: data_mod.TextSet, featurize, si
 
 def evaluate_text(data_root: Path, weights=None, baseline: bool = True, device=None) -> dict:
     """The shipped (or given) text models on the by-painting validation split, and the baseline."""
-    from .text_inference import load_text_autoencoder, load_text_classifier
+    from artlab.inference.text import load_text_autoencoder, load_text_classifier
 
     device = pick_device(device)
     val = data_mod.load_text_data(data_root, "val")
@@ -383,7 +383,7 @@ def evaluate_text(data_root: Path, weights=None, baseline: bool = True, device=N
 
 
 def print_text_report(report: dict) -> None:
-    from .metrics import format_confusion
+    from artlab.training.metrics import format_confusion
 
     baseline = report.get("baseline_bow_logreg", {})
     print(f"text models on {report['data']}, {report['split']}")

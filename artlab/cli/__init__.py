@@ -12,10 +12,10 @@ import sys
 
 # One module per family of commands; each defines register(subparsers).
 COMMAND_MODULES = [
-    "artlab.cli_image",
-    "artlab.cli_finetune",
-    "artlab.cli_text",
-    "artlab.cli_gallery",
+    "artlab.cli.image",
+    "artlab.cli.finetune",
+    "artlab.cli.text",
+    "artlab.cli.gallery",
 ]
 
 

@@ -17,7 +17,7 @@ from typing import Callable, Iterable
 import torch
 from tqdm import tqdm
 
-from .device import autocast_dtype
+from artlab.device import autocast_dtype
 
 log = logging.getLogger(__name__)
 

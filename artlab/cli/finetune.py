@@ -63,16 +63,16 @@ def run_finetune(args) -> int:
 
     from tqdm import tqdm
 
-    from .finetune import FinetuneConfig, FinetuneError, finetune
-    from .metrics import format_confusion
-    from .registry import Registry
-    from .weights import WeightsError
+    from artlab.training.finetune import FinetuneConfig, FinetuneError, finetune
+    from artlab.training.metrics import format_confusion
+    from artlab.store.registry import Registry
+    from artlab.checkpoints import WeightsError
 
     config = FinetuneConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch, depth=args.depth,
                             deep_epochs=args.deep_epochs, views=args.views, val_fraction=args.val_fraction,
                             patience=args.patience, seed=args.seed, device=args.device)
     registry = Registry(args.models)
-    epoch_log = logging.getLogger("artlab.train")
+    epoch_log = logging.getLogger("artlab.training.loop")
     level = epoch_log.level
     if not args.verbose:  # one line per epoch is too chatty for a head that runs dozens of epochs a second
         epoch_log.setLevel(logging.WARNING)
@@ -122,7 +122,7 @@ def import_into(registry, upload: Path, name: str | None) -> str:
     """A model zip into the next version of `name`, checked before it is listed."""
     import shutil
 
-    from .uploads import import_model
+    from artlab.store.uploads import import_model
 
     if not upload.is_file():
         raise OSError(f"{upload}: no such file")
@@ -141,9 +141,9 @@ def import_into(registry, upload: Path, name: str | None) -> str:
 
 
 def run_models(args) -> int:
-    from .registry import Registry
-    from .uploads import UploadError
-    from .weights import WeightsError
+    from artlab.store.registry import Registry
+    from artlab.store.uploads import UploadError
+    from artlab.checkpoints import WeightsError
 
     registry = Registry(args.models)
     try:
@@ -192,8 +192,8 @@ def run_models(args) -> int:
 
 
 def run_export(args) -> int:
-    from .export import export_onnx, onnx_parity
-    from .weights import WeightsError
+    from artlab.inference.export import export_onnx, onnx_parity
+    from artlab.checkpoints import WeightsError
 
     try:
         info = export_onnx(args.weights, args.onnx)
@@ -204,7 +204,7 @@ def run_export(args) -> int:
     if args.check is not None:
         import torch
 
-        from .images import ImageError, letterbox, load_image, normalize, to_uint8_tensor
+        from artlab.images import ImageError, letterbox, load_image, normalize, to_uint8_tensor
 
         try:
             images = [to_uint8_tensor(letterbox(load_image(p), info["input_size"])) for p in args.check]

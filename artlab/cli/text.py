@@ -102,8 +102,8 @@ def _readable(record: dict) -> str:
 
 
 def run_predict(args) -> int:
-    from .text_inference import TextModels
-    from .weights import WeightsError
+    from artlab.inference.text import TextModels
+    from artlab.checkpoints import WeightsError
 
     _set_threads(args.threads)
     try:
@@ -133,7 +133,7 @@ def _set_threads(threads):
 
 
 def run_train(args) -> int:
-    from .train_text import train_autoencoder, train_classifier
+    from artlab.training.text import train_autoencoder, train_classifier
 
     _set_threads(args.threads)
     command = args.command_line
@@ -153,8 +153,8 @@ def run_train(args) -> int:
 
 
 def run_evaluate(args) -> int:
-    from .train_text import evaluate_text, print_text_report
-    from .weights import WeightsError
+    from artlab.training.text import evaluate_text, print_text_report
+    from artlab.checkpoints import WeightsError
 
     _set_threads(args.threads)
     try:

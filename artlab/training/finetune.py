@@ -10,7 +10,7 @@ Fast path first: the frozen base model turns every training image (plus a few
 augmented views, `views`) into its neck vector once; the new head is then trained on those
 cached vectors, which takes seconds on a CPU. With enough data (or when asked) a
 second stage fine-tunes the last backbone blocks on images, starting from that head.
-Both stages run in the one training loop, `artlab.train.fit`.
+Both stages run in the one training loop, `artlab.training.loop.fit`.
 
 The frozen fast path keeps the base model's own heads (style, subject) valid, so they
 stay in the output; a deeper fine-tune changes the features, so it drops them.
@@ -31,14 +31,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import data as data_mod
-from .device import pick_device
-from .images import list_images
-from .inference import CLASSIFIER_NAME, classifier_probs, load_classifier
-from .metrics import classification_report
-from .models.classifier import ArtClassifier
-from .train import fit
-from .weights import save_checkpoint
+from artlab import data as data_mod
+from artlab.device import pick_device
+from artlab.images import list_images
+from artlab.inference.image import CLASSIFIER_NAME, classifier_probs, load_classifier
+from artlab.training.metrics import classification_report
+from artlab.models.classifier import ArtClassifier
+from artlab.training.loop import fit
+from artlab.checkpoints import save_checkpoint
 
 log = logging.getLogger(__name__)
 

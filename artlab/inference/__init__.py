@@ -1,0 +1,1 @@
+"""Inference: the one path from a picture or a text to labels, embeddings and reconstructions."""

@@ -1,0 +1,1 @@
+"""Storage: the gallery (SQLite), the registry of fine-tuned models, and visitors' uploads."""
