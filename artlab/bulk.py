@@ -32,8 +32,23 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from artlab.store.gallery import THUMB_SIDE, Gallery, IndexReport, _meta_for, analysis_to_work, content_hash
-from artlab.images import MAX_PIXELS, ImageError, letterbox, load_image, read_image_bytes, to_uint8_tensor
+from artlab.images import (
+    MAX_PIXELS,
+    ImageError,
+    letterbox,
+    load_image,
+    normalize,
+    read_image_bytes,
+    to_uint8_tensor,
+)
+from artlab.store.gallery import (
+    THUMB_SIDE,
+    Gallery,
+    IndexReport,
+    _meta_for,
+    analysis_to_work,
+    content_hash,
+)
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +227,7 @@ class BulkIndexer:
         """Decode, resize and analyse `batch`; queue its store once the previous store is done."""
         pictures, thumbs, kept = self._decode_batch(batch, report)
         if kept:
-            analyses = self.models.label_tensors(torch.stack(pictures).div_(127.5).sub_(1.0))
+            analyses = self.models.label_tensors(normalize(torch.stack(pictures)))
             # After the analysis, which waited for the device: each copy back is then a plain copy.
             thumbs = [_to_pil(thumb) for thumb in thumbs]
             works = [analysis_to_work(f.path.resolve(), f.sha, thumb, a, _meta_for(f.path, root, meta) if root else {})

@@ -6,16 +6,19 @@ never leaves a half-written model behind.
 """
 
 import datetime
+import functools
 import hashlib
 import json
 import logging
-import os
-import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
+
+from artlab import paths
+from artlab.files import atomic_write, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -24,26 +27,10 @@ LICENCE_NOTE = (
     "subject images gathered from WikiArt and museum sites for study; SemArt text is for research use. "
     "These weights inherit those terms: non-commercial research and education only."
 )
-PACKAGE_DIR = Path(__file__).resolve().parent
-DEFAULT_WEIGHTS_DIR = PACKAGE_DIR.parent / "weights"
 
 
 class WeightsError(RuntimeError):
     """A checkpoint is missing, corrupt or does not match its card."""
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def save_checkpoint(model: torch.nn.Module, path: str | Path, card: dict, dtype=torch.float16) -> Path:
@@ -57,9 +44,8 @@ def save_checkpoint(model: torch.nn.Module, path: str | Path, card: dict, dtype=
         tensors[name] = tensor.contiguous()
     card = {"date": datetime.date.today().isoformat(), "licence": LICENCE_NOTE, **card,
             "file": path.name, "storage_dtype": str(dtype).replace("torch.", "")}
-    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-    _atomic_write(path.with_suffix(".json"),
-                  lambda tmp: Path(tmp).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n"))
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
+    atomic_write_text(path.with_suffix(".json"), json.dumps(card, indent=2, ensure_ascii=False) + "\n")
     log.info("saved %s (%.1f MB)", path, path.stat().st_size / 1e6)
     return path
 
@@ -131,9 +117,54 @@ def file_digest(path: str | Path, chars: int = 16) -> str:
     return digest.hexdigest()[:chars]
 
 
-def resolve(weights: str | Path | None, name: str) -> Path:
-    """`weights` may be a folder holding `<name>.safetensors` or a file; default: the shipped ones."""
-    base = Path(weights) if weights else Path(os.environ.get("ARTLAB_WEIGHTS", DEFAULT_WEIGHTS_DIR))
+def resolve(weights: "str | Path | Checkpoint | None", name: str) -> Path:
+    """`weights` may be a folder holding `<name>.safetensors` or a file; default: paths.weights_dir()."""
+    if isinstance(weights, Checkpoint):
+        return weights.folder / f"{name}.safetensors"
+    base = Path(weights) if weights else paths.weights_dir()
     if base.is_dir():
         return base / f"{name}.safetensors"
     return base.with_suffix(".safetensors")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One checkpoint, resolved once at the edge (a command, the app) and passed down as a value:
+    its weights file, its card (read once) and, when first asked, its digest."""
+
+    path: Path                                   # <folder>/<name>.safetensors
+    card: dict = field(compare=False, repr=False)
+
+    @classmethod
+    def find(cls, weights: "str | Path | Checkpoint | None", name: str) -> "Checkpoint":
+        """The checkpoint called `name` in the folder (or file) `weights`; WeightsError when its
+        card is missing or broken. A Checkpoint of that name is returned as it is."""
+        if isinstance(weights, Checkpoint) and weights.name == name:
+            return weights
+        path = resolve(weights, name)
+        return cls(path, read_card(path))
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """Which exact weights these are (16 hex digits of the file's sha256): the gallery keeps it
+        beside every embedding, since two models' embeddings cannot be compared."""
+        return file_digest(self.path)
+
+    def sibling(self, name: str) -> "Checkpoint | None":
+        """Another checkpoint in the same folder (a classifier's autoencoder), or None if absent."""
+        path = self.folder / f"{name}.safetensors"
+        return Checkpoint(path, read_card(path)) if path.with_suffix(".json").exists() else None
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return read_tensors(self.path)
+
+    def load_into(self, model: torch.nn.Module) -> torch.nn.Module:
+        return load_into(model, self.path)

@@ -17,7 +17,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from artlab.images import ImageError, letterbox, list_images, load_image, to_uint8_tensor
+from artlab.images import (
+    ImageError,
+    letterbox,
+    list_images,
+    load_image,
+    normalize,
+    to_uint8_tensor,
+)
 
 log = logging.getLogger(__name__)
 
@@ -124,12 +131,12 @@ def augment(images: torch.Tensor, out_size: int, min_area: float = 0.35, color: 
         x = gray + (x - gray) * saturation
         mean = gray.mean(dim=(2, 3), keepdim=True)
         x = (mean + (x - mean) * contrast) * brightness
-    return x.clamp(0, 1) * 2 - 1
+    return normalize(x.clamp(0, 1), peak=1.0)
 
 
 def resize_for_eval(images: torch.Tensor, out_size: int) -> torch.Tensor:
     """uint8 images -> float [-1, 1] at out_size (no augmentation)."""
-    x = images.float() / 127.5 - 1
+    x = normalize(images)
     if x.shape[-1] != out_size:
         x = F.interpolate(x, size=(out_size, out_size), mode="bilinear", antialias=True, align_corners=False)
     return x

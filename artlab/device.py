@@ -1,13 +1,13 @@
 """Where models run: CUDA, then Apple's MPS, else the CPU, with no code change."""
 
-import os
-
 import torch
+
+from artlab import paths
 
 
 def pick_device(preferred: str | None = None) -> torch.device:
     """The best available device, or `preferred` (also from ARTLAB_DEVICE) when given."""
-    preferred = preferred or os.environ.get("ARTLAB_DEVICE")
+    preferred = preferred or paths.setting("DEVICE")
     if preferred:
         return torch.device(preferred)
     if torch.cuda.is_available():
@@ -48,7 +48,7 @@ def inference_dtype(device: torch.device) -> torch.dtype:
     on the 2-core EPYC this halves the convolutions' time; the shipped models' val accuracy and
     PSNR are unchanged by it (tests/test_fast_paths.py, README). ARTLAB_PRECISION=fp32 forces full precision.
     """
-    choice = os.environ.get("ARTLAB_PRECISION", "auto").lower()
+    choice = paths.setting("PRECISION", "auto").lower()
     if choice in ("fp32", "float32"):
         return torch.float32
     if choice in ("bf16", "bfloat16"):

@@ -8,7 +8,6 @@ ImageError whose message names the file and the reason.
 
 import io
 import math
-import os
 import warnings
 from pathlib import Path
 
@@ -16,8 +15,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-MAX_BYTES = int(os.environ.get("ARTLAB_MAX_IMAGE_MB", "50")) * 1024 * 1024
-MAX_PIXELS = int(os.environ.get("ARTLAB_MAX_IMAGE_MP", "40")) * 1_000_000
+from artlab import paths
+
+MAX_BYTES = int(paths.number_setting("MAX_IMAGE_MB", 50) * 1024 * 1024)
+MAX_PIXELS = int(paths.number_setting("MAX_IMAGE_MP", 40) * 1_000_000)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif"}
 
 # Pillow's own bomb check warns at 89 MP and raises at 179 MP; ours is stricter and
@@ -140,9 +141,15 @@ def to_uint8_tensor(im: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)
 
 
-def normalize(batch_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 images -> float in [-1, 1], the scale the Lite0 weights expect."""
-    return batch_uint8.float().div_(127.5).sub_(1.0)
+def normalize(pixels: torch.Tensor, peak: float = 255.0) -> torch.Tensor:
+    """Pixels in [0, peak] (uint8 images: 255; augmented floats: 1.0) -> float in [-1, 1], the scale
+    the Lite0 weights expect. The only place the models' input scale is written."""
+    return pixels.float().div(peak / 2).sub_(1.0)
+
+
+def denormalize(x: torch.Tensor) -> torch.Tensor:
+    """The inverse of normalize: a model's [-1, 1] output -> uint8 pixels."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().byte()
 
 
 def list_images(folder: str | Path) -> list[Path]:

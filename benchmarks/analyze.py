@@ -60,8 +60,8 @@ def main() -> int:
     import torch
     import torchvision
 
-    from artlab.inference.explain import OVERLAY_SIDE
     from artlab.images import load_image
+    from artlab.inference.explain import OVERLAY_SIDE
     from artlab.inference.image import ArtModels
 
     models = ArtModels(args.weights, "cpu")

@@ -67,9 +67,9 @@ def main() -> int:
 
     import torch
 
-    from artlab.store.gallery import Gallery, index_paths
     from artlab.images import list_images
     from artlab.inference.image import ArtModels
+    from artlab.store.gallery import Gallery, index_paths
 
     paths = list_images(args.folder)
     if args.limit and len(paths) > args.limit:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from artlab import data as data_mod                                       # noqa: E402
-from artlab.tokenizer import normalize, normalize_words                   # noqa: E402
-from artlab.training.text import HEAD_LABELS, bag_regression                # noqa: E402
+from artlab import data as data_mod  # noqa: E402
+from artlab.tokenizer import normalize, normalize_words  # noqa: E402
+from artlab.training.text import HEAD_LABELS, bag_regression  # noqa: E402
 
 BUCKETS = 1 << 20
 

@@ -41,9 +41,9 @@ def one_thread():
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory) -> Path:
     """A weights folder with random-init classifier and autoencoder checkpoints (fast to make)."""
+    from artlab.checkpoints import save_checkpoint
     from artlab.models.autoencoder import ArtAutoencoder
     from artlab.models.classifier import ArtClassifier
-    from artlab.checkpoints import save_checkpoint
 
     folder = tmp_path_factory.mktemp("weights")
     torch.manual_seed(0)

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import make_image
 from gradio_client import Client, handle_file
 from PIL import Image
 
 from artlab.labels import DISPLAY_NAMES, STYLES, SUBJECTS
-from conftest import make_image
 
 ROOT = Path(__file__).resolve().parents[1]
 STYLE_NAMES = {DISPLAY_NAMES["en"][s] for s in STYLES}

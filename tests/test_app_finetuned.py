@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import make_image
 from gradio_client import Client, handle_file
 
-from artlab.training.finetune import FinetuneConfig, finetune
 from artlab.store.registry import Registry
-from conftest import make_image
+from artlab.training.finetune import FinetuneConfig, finetune
 
 
 def free_port() -> int:

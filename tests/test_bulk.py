@@ -5,13 +5,13 @@ import sqlite3
 
 import numpy as np
 import pytest
+from conftest import make_image
 from PIL import Image
 
 from artlab.bulk import bulk_index
-from artlab.store.gallery import Gallery, index_paths
 from artlab.images import list_images
 from artlab.inference.image import ArtModels
-from conftest import make_image
+from artlab.store.gallery import Gallery, index_paths
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from conftest import make_image
 from PIL import Image
 
 from artlab.inference.explain import cam_for, letterbox_box, overlay
 from artlab.inference.image import ArtModels
-from conftest import make_image
 
 
 @pytest.fixture(scope="module")

@@ -107,8 +107,9 @@ def test_bf16_autoencoder_matches_fp32(tiny_weights):
 
 @pytest.mark.parametrize("setting, dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
 def test_precision_setting_reaches_every_model(tiny_weights, monkeypatch, tmp_path, setting, dtype):
-    from artlab.inference.image import ArtModels
     from conftest import make_image
+
+    from artlab.inference.image import ArtModels
 
     monkeypatch.setenv("ARTLAB_PRECISION", setting)
     models = ArtModels(tiny_weights, "cpu")

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, make_image
 
 from artlab.inference.image import load_classifier
 from artlab.store.registry import Registry
-from conftest import ROOT, make_image
 
 FINETUNE = ["--epochs", "2", "--views", "1", "--batch", "8", "--depth", "head", "--device", "cpu"]
 

@@ -12,12 +12,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT, make_image
 
-from artlab.training.finetune import FinetuneConfig, FinetuneError, finetune, scan_classes, stratified_split
 from artlab.inference.image import load_classifier
 from artlab.store.registry import Registry
 from artlab.store.uploads import UploadError, add_images, import_model, import_zip
-from conftest import ROOT, make_image
+from artlab.training.finetune import (
+    FinetuneConfig,
+    FinetuneError,
+    finetune,
+    scan_classes,
+    stratified_split,
+)
 
 COLORS = {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200)}
 FAST = dict(views=1, batch_size=8)
@@ -301,8 +307,8 @@ def test_predict_with_finetuned_weights_answers_with_the_new_classes(trained, ti
 
 def test_onnx_export_matches_pytorch(trained, tmp_path, capsys):
     pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install -r requirements-dev.txt)")
-    from artlab.inference.export import export_onnx, onnx_parity
     from artlab.images import letterbox, load_image, normalize, to_uint8_tensor
+    from artlab.inference.export import export_onnx, onnx_parity
 
     data, out, _ = trained
     info = export_onnx(out, tmp_path / "model.onnx")

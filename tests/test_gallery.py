@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from artlab.store.gallery import Gallery, default_gallery_dir, index_folder, read_meta
-from artlab.inference.image import ArtModels
 from conftest import make_image
+
+from artlab.inference.image import ArtModels
+from artlab.paths import gallery_dir
+from artlab.store.gallery import Gallery, index_folder, read_meta
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,12 +117,12 @@ def test_read_meta_needs_a_file_column(tmp_path):
 def test_default_location_is_outside_the_repo(monkeypatch, tmp_path):
     monkeypatch.delenv("ARTLAB_GALLERY", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    assert default_gallery_dir() == tmp_path / "xdg" / "artlab" / "gallery"
+    assert gallery_dir() == tmp_path / "xdg" / "artlab" / "gallery"
     monkeypatch.setenv("ARTLAB_GALLERY", str(tmp_path / "mine"))
-    assert default_gallery_dir() == tmp_path / "mine"
+    assert gallery_dir() == tmp_path / "mine"
     monkeypatch.delenv("ARTLAB_GALLERY")
     monkeypatch.delenv("XDG_DATA_HOME")
-    assert ROOT not in default_gallery_dir().parents
+    assert ROOT not in gallery_dir().parents
 
 
 def test_index_command_reports_and_survives_a_kill(folder, tmp_path, tiny_weights, capsys):
@@ -167,8 +168,8 @@ def newer_models(tmp_path_factory, tiny_weights):
 
     import torch
 
-    from artlab.models.classifier import ArtClassifier
     from artlab.checkpoints import read_card, save_checkpoint
+    from artlab.models.classifier import ArtClassifier
 
     folder = tmp_path_factory.mktemp("newer")
     torch.manual_seed(1)

@@ -11,11 +11,12 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from bad_images import png_claiming_size
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from artlab.images import ImageError, load_image
-from bad_images import png_claiming_size
 
 # Modes and the formats that can store them (Pillow refuses the other pairs when saving).
 MODES = ["1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "YCbCr", "I", "I;16", "F"]
@@ -184,10 +185,10 @@ def test_extreme_shapes_are_analysed(art_models, size):
 def text_models(tmp_path_factory):
     """Tiny text models trained here in about a second (the recipe of test_text.py, smaller)."""
     import torch
+    from test_text import write_text_data
 
     from artlab.inference.text import TextModels
     from artlab.training.text import train_autoencoder, train_classifier
-    from test_text import write_text_data
 
     data = write_text_data(tmp_path_factory.mktemp("hostile-text"), titles=60, descriptions=10)
     out = tmp_path_factory.mktemp("hostile-text-weights")

@@ -1,9 +1,8 @@
 import pytest
+from bad_images import make_bad_files, make_odd_files
 from PIL import Image
 
 from artlab.images import MAX_PIXELS, ImageError, letterbox, load_image
-
-from bad_images import make_bad_files, make_odd_files
 
 REASONS = {
     "empty": "empty file",

@@ -7,7 +7,6 @@ The app runs as its own process on a free loopback port, exactly as `python app.
 import sys
 
 import pytest
-
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))

@@ -1,9 +1,20 @@
 import torch
 
 from artlab.labels import DISPLAY_NAMES, STYLES, SUBJECTS, display_name
-from artlab.models.autoencoder import IMAGE_SIZE, LATENT_SHAPE, ArtAutoencoder, interpolate, psnr
-from artlab.models.backbone import (UNUSED_PRETRAINED, EfficientNetLite0, load_imagenet_weights, map_pretrained,
-                                    pretrained_file)
+from artlab.models.autoencoder import (
+    IMAGE_SIZE,
+    LATENT_SHAPE,
+    ArtAutoencoder,
+    interpolate,
+    psnr,
+)
+from artlab.models.backbone import (
+    UNUSED_PRETRAINED,
+    EfficientNetLite0,
+    load_imagenet_weights,
+    map_pretrained,
+    pretrained_file,
+)
 from artlab.models.classifier import ArtClassifier
 
 

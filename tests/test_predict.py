@@ -6,13 +6,12 @@ import sys
 
 import pytest
 import torch
+from bad_images import make_bad_files, make_odd_files
+from conftest import ROOT, make_image
 
 from artlab.cli import main
 from artlab.inference.image import ArtModels
 from artlab.labels import STYLES, SUBJECTS
-
-from bad_images import make_bad_files, make_odd_files
-from conftest import ROOT, make_image
 
 
 def run_predict(capsys, *args):

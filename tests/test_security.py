@@ -14,9 +14,9 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from artlab.store.registry import Registry
-from conftest import ROOT
 
 INFERENCE_ENDPOINTS = {"analyze_artwork", "analyze_text", "add_to_gallery", "morph"}
 CURATOR_ENDPOINTS = {"train_activate", "train_publish", "train_start", "train_add_zip", "train_add_images"}
@@ -99,7 +99,7 @@ def test_one_inference_group_and_one_training_group(configs):
 
 
 def test_served_folders_exclude_repo_weights_models_and_home(tiny_weights, tmp_path):
-    from artlab.store.registry import models_dir
+    from artlab.paths import models_dir
     from artlab.ui.context import AppContext
     from artlab.ui.server import launch_options
 
@@ -137,8 +137,8 @@ class Tripwire:
 def test_no_model_path_ever_unpickles(tiny_weights, tmp_path):
     import torch
 
-    from artlab.store.uploads import UploadError, import_model
     from artlab.checkpoints import WeightsError, load_into, read_tensors
+    from artlab.store.uploads import UploadError, import_model
 
     marker = tmp_path / "PWNED"
     payload = pickle.dumps(Tripwire(marker), protocol=2)

@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
+from artlab.checkpoints import WeightsError, read_tensors, save_checkpoint
 from artlab.cli import main
 from artlab.labels import STYLES, SUBJECTS
 from artlab.models.classifier import ArtClassifier
 from artlab.training.soup import average_backbones, recalibrate_batchnorm
-from artlab.checkpoints import WeightsError, read_tensors, save_checkpoint
 
 HEADS = {"style": len(STYLES), "subject": len(SUBJECTS)}
 

@@ -14,11 +14,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from artlab import data as data_mod
 from artlab.labels import STYLES, SUBJECTS
-from artlab.tokenizer import UNK_ID, Tokenizer, TokenizerError, normalize, normalize_words
+from artlab.tokenizer import (
+    UNK_ID,
+    Tokenizer,
+    TokenizerError,
+    normalize,
+    normalize_words,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -305,8 +312,8 @@ def test_bag_of_words_baseline_learns(text_data):
 
 
 def test_bag_regression_reports_every_epoch_when_asked(text_data):
-    from artlab.training.text import bag_regression
     from artlab.tokenizer import normalize_words
+    from artlab.training.text import bag_regression
 
     train, val = data_mod.load_text_data(text_data, "train"), data_mod.load_text_data(text_data, "val")
     seen = []
@@ -320,8 +327,8 @@ def test_bag_regression_reports_every_epoch_when_asked(text_data):
 def test_missing_or_mismatched_vocabulary_is_a_weights_error(trained, tmp_path):
     import shutil
 
-    from artlab.inference.text import load_text_classifier
     from artlab.checkpoints import WeightsError
+    from artlab.inference.text import load_text_classifier
 
     for suffix in (".safetensors", ".json"):
         shutil.copy(trained[0] / f"text_classifier{suffix}", tmp_path / f"text_classifier{suffix}")

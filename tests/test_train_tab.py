@@ -9,11 +9,11 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
+from conftest import make_image
 from gradio_client import Client, handle_file
 
 from artlab.store.registry import Registry
 from artlab.ui.train_tab import build_train_tab
-from conftest import make_image
 
 
 def free_port() -> int:

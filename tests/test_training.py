@@ -4,11 +4,11 @@ import json
 
 import torch
 
+from artlab.checkpoints import read_card
 from artlab.cli import main
 from artlab.inference.image import load_autoencoder, load_classifier
-from artlab.training.loop import fit
 from artlab.training.image import train_autoencoder, train_classifier
-from artlab.checkpoints import read_card
+from artlab.training.loop import fit
 
 
 def _toy_problem():
@@ -82,8 +82,8 @@ def test_tiny_classifier_training_lowers_loss_and_round_trips(class_folders, tmp
 
 
 def test_save_load_round_trip_is_exact_for_the_stored_weights(class_folders, tmp_path):
-    from artlab.models.autoencoder import ArtAutoencoder
     from artlab.checkpoints import save_checkpoint
+    from artlab.models.autoencoder import ArtAutoencoder
 
     model = ArtAutoencoder(16).eval().half().float()  # values representable in fp16
     save_checkpoint(model, tmp_path / "art_autoencoder", {"config": {"width": 16}, "input_size": 128})

@@ -7,9 +7,8 @@ The hand-written cases are in test_finetune.py; `python benchmarks/fuzz_zip.py` 
 
 from datetime import timedelta
 
-from hypothesis import HealthCheck, given, settings
-
 from hostile_zips import Entry, check_import, hostile_zips
+from hypothesis import HealthCheck, given, settings
 
 
 @settings(max_examples=120, deadline=timedelta(seconds=10),

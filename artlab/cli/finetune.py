@@ -63,10 +63,10 @@ def run_finetune(args) -> int:
 
     from tqdm import tqdm
 
+    from artlab.checkpoints import WeightsError
+    from artlab.store.registry import Registry
     from artlab.training.finetune import FinetuneConfig, FinetuneError, finetune
     from artlab.training.metrics import format_confusion
-    from artlab.store.registry import Registry
-    from artlab.checkpoints import WeightsError
 
     config = FinetuneConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch, depth=args.depth,
                             deep_epochs=args.deep_epochs, views=args.views, val_fraction=args.val_fraction,
@@ -120,20 +120,16 @@ def run_finetune(args) -> int:
 
 def import_into(registry, upload: Path, name: str | None) -> str:
     """A model zip into the next version of `name`, checked before it is listed."""
-    import shutil
-
+    from artlab.files import atomic_folder
     from artlab.store.uploads import import_model
 
     if not upload.is_file():
         raise OSError(f"{upload}: no such file")
     target = registry.next_path(name or upload.stem)
-    staging = target.with_name(f".{target.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
     try:
-        import_model(upload, staging)
-        staging.rename(target)
+        with atomic_folder(target) as staging:
+            import_model(upload, staging)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
         if target.parent.is_dir() and not any(target.parent.iterdir()):
             target.parent.rmdir()
         raise
@@ -141,9 +137,9 @@ def import_into(registry, upload: Path, name: str | None) -> str:
 
 
 def run_models(args) -> int:
+    from artlab.checkpoints import WeightsError
     from artlab.store.registry import Registry
     from artlab.store.uploads import UploadError
-    from artlab.checkpoints import WeightsError
 
     registry = Registry(args.models)
     try:
@@ -192,8 +188,8 @@ def run_models(args) -> int:
 
 
 def run_export(args) -> int:
-    from artlab.inference.export import export_onnx, onnx_parity
     from artlab.checkpoints import WeightsError
+    from artlab.inference.export import export_onnx, onnx_parity
 
     try:
         info = export_onnx(args.weights, args.onnx)
@@ -204,7 +200,13 @@ def run_export(args) -> int:
     if args.check is not None:
         import torch
 
-        from artlab.images import ImageError, letterbox, load_image, normalize, to_uint8_tensor
+        from artlab.images import (
+            ImageError,
+            letterbox,
+            load_image,
+            normalize,
+            to_uint8_tensor,
+        )
 
         try:
             images = [to_uint8_tensor(letterbox(load_image(p), info["input_size"])) for p in args.check]

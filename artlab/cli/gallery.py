@@ -28,10 +28,10 @@ def register(sub):
 def run_index(args) -> int:
     from tqdm import tqdm
 
-    from artlab.store.gallery import Gallery, index_paths, read_meta, refresh
+    from artlab.checkpoints import WeightsError
     from artlab.images import list_images
     from artlab.inference.image import ArtModels
-    from artlab.checkpoints import WeightsError
+    from artlab.store.gallery import Gallery, index_paths, read_meta, refresh
 
     if args.folder is None and not args.refresh:
         print("error: give a folder to index (or --refresh)", file=sys.stderr)

@@ -59,9 +59,9 @@ def register(sub):
 
 
 def run_predict(args) -> int:
+    from artlab.checkpoints import WeightsError
     from artlab.images import ImageError
     from artlab.inference.image import ArtModels
-    from artlab.checkpoints import WeightsError
 
     try:
         models = ArtModels(args.weights, args.device, autoencoder=not args.no_reconstruct)

@@ -102,8 +102,8 @@ def _readable(record: dict) -> str:
 
 
 def run_predict(args) -> int:
-    from artlab.inference.text import TextModels
     from artlab.checkpoints import WeightsError
+    from artlab.inference.text import TextModels
 
     _set_threads(args.threads)
     try:
@@ -153,8 +153,8 @@ def run_train(args) -> int:
 
 
 def run_evaluate(args) -> int:
-    from artlab.training.text import evaluate_text, print_text_report
     from artlab.checkpoints import WeightsError
+    from artlab.training.text import evaluate_text, print_text_report
 
     _set_threads(args.threads)
     try:

@@ -12,14 +12,13 @@ onnxruntime is needed only to check parity.
 
 import json
 import logging
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from artlab.files import atomic_write
 from artlab.inference.image import load_classifier
 
 log = logging.getLogger(__name__)
@@ -45,22 +44,18 @@ def export_onnx(weights: str | Path, onnx_path: str | Path) -> dict:
     size = int(card["input_size"])
     wrapper = _Probabilities(model, heads).eval()
     onnx_path = Path(onnx_path)
-    onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=onnx_path.parent, prefix=f".{onnx_path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+
+    def write(tmp: Path):
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes
-            torch.onnx.export(wrapper, (torch.zeros(1, 3, size, size),), tmp, dynamo=False,
+            torch.onnx.export(wrapper, (torch.zeros(1, 3, size, size),), str(tmp), dynamo=False,
                               input_names=["image"], output_names=heads + ["embedding"],
                               dynamic_axes={"image": {0: "batch"}, **{n: {0: "batch"} for n in heads + ["embedding"]}},
                               opset_version=OPSET, do_constant_folding=True)
-        _add_metadata(tmp, {"labels": json.dumps(card["labels"], ensure_ascii=False), "input_size": str(size),
-                            "normalisation": card.get("normalisation", "RGB scaled to [-1, 1]")})
-        os.replace(tmp, onnx_path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _add_metadata(str(tmp), {"labels": json.dumps(card["labels"], ensure_ascii=False), "input_size": str(size),
+                                 "normalisation": card.get("normalisation", "RGB scaled to [-1, 1]")})
+
+    atomic_write(onnx_path, write)
     log.info("wrote %s (%.1f MB)", onnx_path, onnx_path.stat().st_size / 1e6)
     return {"onnx": str(onnx_path), "heads": heads, "labels": card["labels"], "input_size": size}
 

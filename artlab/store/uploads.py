@@ -18,10 +18,15 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from artlab.training.finetune import IGNORED_FOLDERS, MAX_CLASSES, MAX_IMAGES, MAX_NAME_CHARS
+from artlab.checkpoints import WeightsError, read_tensors
 from artlab.images import IMAGE_SUFFIXES, ImageError, load_image
 from artlab.inference.image import CLASSIFIER_NAME, load_classifier
-from artlab.checkpoints import WeightsError, read_tensors
+from artlab.training.finetune import (
+    IGNORED_FOLDERS,
+    MAX_CLASSES,
+    MAX_IMAGES,
+    MAX_NAME_CHARS,
+)
 
 MAX_ZIP_FILES = MAX_IMAGES + 1000           # entries, including skipped ones
 MAX_ZIP_BYTES = 2 * 1024 ** 3               # total uncompressed size

@@ -32,13 +32,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from artlab import data as data_mod
+from artlab.checkpoints import save_checkpoint
 from artlab.device import pick_device
 from artlab.images import list_images
 from artlab.inference.image import CLASSIFIER_NAME, classifier_probs, load_classifier
-from artlab.training.metrics import classification_report
 from artlab.models.classifier import ArtClassifier
 from artlab.training.loop import fit
-from artlab.checkpoints import save_checkpoint
+from artlab.training.metrics import classification_report
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ tensors (artlab.data) and is augmented in batches on the training device.
 """
 
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -16,15 +15,17 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from artlab import data as data_mod
+from artlab import paths
+from artlab.checkpoints import save_checkpoint
 from artlab.device import pick_device
 from artlab.inference.image import classifier_probs
 from artlab.labels import STYLES, SUBJECTS
-from artlab.training.metrics import classification_report
-from artlab.models.autoencoder import IMAGE_SIZE as AE_SIZE, LATENT_SHAPE, ArtAutoencoder, psnr
+from artlab.models.autoencoder import IMAGE_SIZE as AE_SIZE
+from artlab.models.autoencoder import LATENT_SHAPE, ArtAutoencoder, psnr
 from artlab.models.backbone import load_imagenet_weights
 from artlab.models.classifier import ArtClassifier
 from artlab.training.loop import fit
-from artlab.checkpoints import save_checkpoint
+from artlab.training.metrics import classification_report
 
 log = logging.getLogger(__name__)
 HEAD_LABELS = {"style": STYLES, "subject": SUBJECTS}
@@ -36,7 +37,7 @@ def load_art_data(root: Path, split: str, limit: int | None = None) -> data_mod.
     With $ARTLAB_DATA_CACHE set, the decoded set is kept there as safetensors, so parallel
     training runs on one machine decode the JPEGs only once.
     """
-    cache = os.environ.get("ARTLAB_DATA_CACHE")
+    cache = paths.setting("DATA_CACHE")
     cache_file = Path(cache) / f"{split}-{limit}.safetensors" if cache else None
     if cache_file and cache_file.exists():
         tensors = load_file(str(cache_file))

@@ -23,11 +23,15 @@ import torch
 from torch import nn
 
 from artlab import data as data_mod
+from artlab.checkpoints import WeightsError, file_digest, resolve, save_checkpoint
 from artlab.device import pick_device
-from artlab.inference.image import CLASSIFIER_NAME, load_classifier, load_classifier_for_inference
+from artlab.inference.image import (
+    CLASSIFIER_NAME,
+    load_classifier,
+    load_classifier_for_inference,
+)
 from artlab.models.classifier import ArtClassifier
 from artlab.training.image import evaluate_classifier, load_art_data
-from artlab.checkpoints import WeightsError, file_digest, resolve, save_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -15,14 +15,27 @@ import torch
 import torch.nn.functional as F
 
 from artlab import data as data_mod
-from artlab.device import pick_device
-from artlab.labels import STYLES, SUBJECTS
-from artlab.training.metrics import classification_report
-from artlab.models.text import TextAutoencoder, TextClassifier
-from artlab.inference.text import AE_MAX_TOKENS, classify_ids, reconstruct_ids, vocab_path
-from artlab.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, normalize, normalize_words, pad_batch
-from artlab.training.loop import fit
 from artlab.checkpoints import WeightsError, save_checkpoint
+from artlab.device import pick_device
+from artlab.inference.text import (
+    AE_MAX_TOKENS,
+    classify_ids,
+    reconstruct_ids,
+    vocab_path,
+)
+from artlab.labels import STYLES, SUBJECTS
+from artlab.models.text import TextAutoencoder, TextClassifier
+from artlab.tokenizer import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    Tokenizer,
+    normalize,
+    normalize_words,
+    pad_batch,
+)
+from artlab.training.loop import fit
+from artlab.training.metrics import classification_report
 
 log = logging.getLogger(__name__)
 HEAD_LABELS = {"subject": SUBJECTS, "style": STYLES}

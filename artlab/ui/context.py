@@ -51,8 +51,8 @@ class AppContext:
         A fine-tuned folder without an autoencoder shares the app's one (not whatever
         $ARTLAB_WEIGHTS names). Besides the app's models, the latest MAX_OTHER_MODELS are kept.
         """
-        from artlab.inference.image import AUTOENCODER_NAME, ArtModels
         from artlab.checkpoints import resolve
+        from artlab.inference.image import AUTOENCODER_NAME, ArtModels
 
         key = str(weights or self.weights or "")
         own = str(self.weights or "")
@@ -106,8 +106,8 @@ class AppContext:
         if key == str(self.weights or ""):
             return True
         if key not in self._same_embedding:
-            from artlab.inference.image import CLASSIFIER_NAME
             from artlab.checkpoints import read_tensors, resolve
+            from artlab.inference.image import CLASSIFIER_NAME
 
             head_only = self.models(weights).card.get("training", {}).get("depth") == "head"
             # The stored tensors, not the loaded ones: loading folds BatchNorm and rounds to bf16.
@@ -124,8 +124,8 @@ class AppContext:
         with self._lock:
             if self._text is None and self._text_error is None:
                 try:
-                    from artlab.inference.text import TextModels
                     from artlab.checkpoints import WeightsError
+                    from artlab.inference.text import TextModels
                 except ImportError as e:
                     self._text_error = f"The text models are not part of this installation yet ({e.name})."
                     return None, self._text_error
@@ -167,8 +167,9 @@ class AppContext:
 
     def served_folders(self) -> list[str]:
         """The only folders the web server may serve files from: gallery images and our assets."""
-        from artlab.store.gallery import THUMB_DIR, WORKS_DIR, default_gallery_dir
+        from artlab.paths import gallery_dir
+        from artlab.store.gallery import THUMB_DIR, WORKS_DIR
 
-        base = Path(self.gallery_dir).expanduser() if self.gallery_dir else default_gallery_dir()
+        base = gallery_dir(self.gallery_dir)
         assets = Path(__file__).resolve().parents[2] / "assets"
         return [str(base / THUMB_DIR), str(base / WORKS_DIR), str(assets)]

@@ -15,15 +15,14 @@ from pathlib import Path
 
 import gradio as gr
 
-from artlab.inference.explain import OVERLAY_SIDE
-from artlab.training.finetune import HEAD
-from artlab.store.gallery import add_upload, content_hash
-from artlab.images import ImageError, load_image
-from artlab.inference.image import autoencoder_input
-from artlab.memory import release_freed_memory
-from artlab.labels import STYLES, SUBJECTS, display_name
 from artlab.checkpoints import WeightsError
-
+from artlab.images import ImageError, load_image
+from artlab.inference.explain import OVERLAY_SIDE
+from artlab.inference.image import autoencoder_input
+from artlab.labels import STYLES, SUBJECTS, display_name
+from artlab.memory import release_freed_memory
+from artlab.store.gallery import add_upload, content_hash
+from artlab.training.finetune import HEAD
 from artlab.ui.context import AppContext
 from artlab.ui.i18n import label_scores, t
 

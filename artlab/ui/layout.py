@@ -17,7 +17,6 @@ import logging
 import gradio as gr
 
 from artlab.checkpoints import LICENCE_NOTE
-
 from artlab.ui import handlers as h
 from artlab.ui.context import AppContext
 from artlab.ui.i18n import LANGS, t

@@ -100,8 +100,8 @@ def check_weights(weights) -> None:
     Only cards and safetensors headers are read (milliseconds); the models load in the background.
     The autoencoder is checked when its files are there (a fine-tuned folder has none).
     """
-    from artlab.inference.image import AUTOENCODER_NAME, CLASSIFIER_NAME
     from artlab.checkpoints import check_checkpoint, resolve
+    from artlab.inference.image import AUTOENCODER_NAME, CLASSIFIER_NAME
 
     check_checkpoint(resolve(weights, CLASSIFIER_NAME))
     autoencoder = resolve(weights, AUTOENCODER_NAME)
@@ -113,9 +113,9 @@ def main(argv=None) -> None:
     import logging
     import sys
 
+    from artlab.checkpoints import WeightsError
     from artlab.memory import limit_malloc_arenas
     from artlab.store.registry import Registry
-    from artlab.checkpoints import WeightsError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     limit_malloc_arenas()   # before the server's threads exist: keeps RSS flat over many requests

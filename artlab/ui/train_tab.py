@@ -31,12 +31,19 @@ from queue import Empty, Queue
 import gradio as gr
 import pandas as pd
 
-from artlab.training.finetune import (HEAD, MAX_IMAGES, MIN_CLASSES, MIN_PER_CLASS, FinetuneConfig, FinetuneError,
-                             finetune, imbalance_warning)
+from artlab.checkpoints import WeightsError
 from artlab.images import ImageError, list_images
 from artlab.store.uploads import UploadError, add_images, class_name, import_zip
-from artlab.checkpoints import WeightsError
-
+from artlab.training.finetune import (
+    HEAD,
+    MAX_IMAGES,
+    MIN_CLASSES,
+    MIN_PER_CLASS,
+    FinetuneConfig,
+    FinetuneError,
+    finetune,
+    imbalance_warning,
+)
 from artlab.ui.context import curator_ok
 
 log = logging.getLogger(__name__)
