@@ -91,7 +91,7 @@ def score(model_dir: Path, val_root: Path, per_class: int, seed: int, device) ->
     """Accuracy of the "labels" head on `per_class` val images per class (with predict's mirror pass)."""
     import torch
 
-    from artlab.data import load_images
+    from artlab.data.folders import load_images
     from artlab.inference.image import classifier_probs, load_classifier_for_inference
 
     model, card = load_classifier_for_inference(model_dir, device)  # as `predict` runs it

@@ -31,7 +31,7 @@ def titles(data: Path, count: int, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
     source = []
     if (data / "text" / "wikiart_titles.csv").is_file():
-        from artlab.data import load_wikiart_titles
+        from artlab.data.text import load_wikiart_titles
         source = load_wikiart_titles(data / "text" / "wikiart_titles.csv", "val").texts
     if not source:
         source = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 7))) for _ in range(1000)]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from artlab import data as data_mod  # noqa: E402
+from artlab.data import text as text_data  # noqa: E402
 from artlab.tokenizer import normalize, normalize_words  # noqa: E402
 from artlab.training.text import HEAD_LABELS, bag_regression  # noqa: E402
 
@@ -71,7 +71,7 @@ def main() -> int:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    train, val = data_mod.load_text_data(args.data, "train"), data_mod.load_text_data(args.data, "val")
+    train, val = text_data.load_text_data(args.data, "train"), text_data.load_text_data(args.data, "val")
     report = {"repeated_titles": repeated_title_agreement(train, val)}
     print(json.dumps(report, indent=2), flush=True)
     report["ngram_logistic_regression_best_epoch"] = ngram_logistic_regression(train, val)

@@ -54,7 +54,7 @@ def test_recalibrate_batchnorm_measures_the_data_and_moves_no_weight(one_thread)
     recalibrate_batchnorm(model, images, 48, "cpu", batch_size=4)   # three equal batches
 
     # The stem's norm must now hold the mean over all twelve images of what feeds it.
-    from artlab.data import resize_for_eval
+    from artlab.data.transforms import resize_for_eval
     with torch.no_grad():
         feeding = model.backbone.stem[0](resize_for_eval(images, 48))
     assert torch.allclose(first_norm.running_mean, feeding.mean(dim=(0, 2, 3)), atol=1e-4)

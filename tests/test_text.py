@@ -17,7 +17,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from artlab import data as data_mod
+from artlab.data import text as text_sets
 from artlab.labels import STYLES, SUBJECTS
 from artlab.tokenizer import (
     UNK_ID,
@@ -168,9 +168,9 @@ def test_vocabulary_save_load_round_trip(tmp_path):
 # ------------------------------------------------------------------ data
 
 def test_text_data_labels_and_split_by_painting(text_data):
-    train = data_mod.load_text_data(text_data, "train")
-    val = data_mod.load_text_data(text_data, "val")
-    everything = data_mod.load_text_data(text_data)
+    train = text_sets.load_text_data(text_data, "train")
+    val = text_sets.load_text_data(text_data, "val")
+    everything = text_sets.load_text_data(text_data)
     assert len(train) + len(val) == len(everything) and len(val) > 0
     assert not set(t for t, k in zip(train.texts, train.kinds) if k == "title") & \
         set(t for t, k in zip(val.texts, val.kinds) if k == "title")
@@ -182,9 +182,9 @@ def test_text_data_labels_and_split_by_painting(text_data):
 
 
 def test_painting_split_is_stable_and_ignores_case_and_spacing():
-    assert data_mod.painting_split("Claude Monet", "Water  Lilies") == data_mod.painting_split(
+    assert text_sets.painting_split("Claude Monet", "Water  Lilies") == text_sets.painting_split(
         "claude monet", "water lilies")
-    splits = [data_mod.painting_split("a", f"title {i}") for i in range(2000)]
+    splits = [text_sets.painting_split("a", f"title {i}") for i in range(2000)]
     assert 0.10 < splits.count("val") / 2000 < 0.20
 
 
@@ -293,7 +293,7 @@ def test_save_load_round_trip(trained, text_data):
         card = json.loads((folder / f"{name}.json").read_text())
         assert card["licence"] and card["command"] and card["date"] and card["architecture"]
     model, tokenizer, card = load_text_classifier(folder, "cpu")
-    val = data_mod.load_text_data(text_data, "val")
+    val = text_sets.load_text_data(text_data, "val")
     report = evaluate_classifier(model, tokenizer, val, "cpu")
     for task, result in clf_card["metrics"]["val"].items():   # fp16 storage: same answers
         assert abs(report[task]["accuracy"] - result["accuracy"]) <= 0.05
@@ -306,7 +306,7 @@ def test_save_load_round_trip(trained, text_data):
 def test_bag_of_words_baseline_learns(text_data):
     from artlab.training.text import bow_baseline
 
-    report = bow_baseline(data_mod.load_text_data(text_data, "train"), data_mod.load_text_data(text_data, "val"))
+    report = bow_baseline(text_sets.load_text_data(text_data, "train"), text_sets.load_text_data(text_data, "val"))
     assert set(report) == {"title->subject", "title->style", "description->subject"}
     assert report["title->subject"]["accuracy"] > 0.6     # the subject words are in every title
 
@@ -315,7 +315,7 @@ def test_bag_regression_reports_every_epoch_when_asked(text_data):
     from artlab.tokenizer import normalize_words
     from artlab.training.text import bag_regression
 
-    train, val = data_mod.load_text_data(text_data, "train"), data_mod.load_text_data(text_data, "val")
+    train, val = text_sets.load_text_data(text_data, "train"), text_sets.load_text_data(text_data, "val")
     seen = []
     report = bag_regression(train, val, lambda t: sorted({hash(w) % 97 for w in normalize_words(t)}), 97,
                             epochs=3, on_epoch=lambda head, epoch, reports: seen.append((head, epoch, reports)))

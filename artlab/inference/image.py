@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from artlab.checkpoints import Checkpoint, WeightsError
-from artlab.data import resize_for_eval
+from artlab.data.transforms import resize_for_eval
 from artlab.device import inference_dtype, pick_device
 from artlab.images import denormalize, letterbox, load_image, normalize, to_uint8_tensor
 from artlab.inference.explain import cam_for, classify_with_cam, overlay

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from artlab.data import ImageSet, load_class_folders
+from artlab.data.folders import ImageSet, load_class_folders
 from artlab.inference.image import classifier_probs, load_classifier_for_inference
 from artlab.training.metrics import classification_report, format_confusion
 

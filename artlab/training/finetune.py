@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from artlab import data as data_mod
 from artlab.checkpoints import save_checkpoint
+from artlab.data import folders, transforms
 from artlab.device import pick_device
 from artlab.images import list_images
 from artlab.inference.image import CLASSIFIER_NAME, classifier_probs, load_classifier
@@ -169,10 +169,10 @@ def neck_features(model: ArtClassifier, images: torch.Tensor, size: int, device,
                 raise _Cancelled()
             batch = images[i:i + batch_size].to(device)
             if v == 0 or mirror:
-                x = data_mod.resize_for_eval(batch, size)
+                x = transforms.resize_for_eval(batch, size)
                 x = x.flip(3) if v == 1 else x
             else:
-                x = data_mod.augment(batch, size)
+                x = transforms.augment(batch, size)
             chunks.append(model.features(x.contiguous(memory_format=torch.channels_last))[1].float().cpu())
             if progress:
                 progress((v * len(images) + i + len(batch)) / (passes * len(images)))
@@ -245,7 +245,7 @@ def train_deep(model: ArtClassifier, blocks: int, images: torch.Tensor, labels: 
         order = torch.randperm(len(images))
         for i in range(steps):
             idx = order[i * batch_size:(i + 1) * batch_size]
-            x = data_mod.augment(images[idx].to(device), size).contiguous(memory_format=torch.channels_last)
+            x = transforms.augment(images[idx].to(device), size).contiguous(memory_format=torch.channels_last)
             yield x, labels[idx].to(device)
 
     def step(wrapped, batch):
@@ -333,7 +333,7 @@ def finetune(data_dir: str | Path, out_dir: str | Path, *, base: str | Path | No
     size = int(base_card["input_size"])
 
     progress(0.0, "reading images")
-    images = data_mod.load_class_folders(data_dir, HEAD, tuple(classes), size=size)
+    images = folders.load_class_folders(data_dir, HEAD, tuple(classes), size=size)
     counts = {name: int((images.labels[HEAD] == i).sum()) for i, name in enumerate(classes)}
     _check_counts(counts, "readable images")
     labels = images.labels[HEAD]

@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from artlab import data as data_mod
 from artlab import paths
 from artlab.checkpoints import save_checkpoint
+from artlab.data import folders, transforms
 from artlab.device import pick_device
 from artlab.inference.image import classifier_probs
 from artlab.labels import STYLES, SUBJECTS
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 HEAD_LABELS = {"style": STYLES, "subject": SUBJECTS}
 
 
-def load_art_data(root: Path, split: str, limit: int | None = None) -> data_mod.ImageSet:
+def load_art_data(root: Path, split: str, limit: int | None = None) -> folders.ImageSet:
     """styles/<split> and subjects/<split> of the shared data, as one set with two heads.
 
     With $ARTLAB_DATA_CACHE set, the decoded set is kept there as safetensors, so parallel
@@ -41,7 +41,7 @@ def load_art_data(root: Path, split: str, limit: int | None = None) -> data_mod.
     cache_file = Path(cache) / f"{split}-{limit}.safetensors" if cache else None
     if cache_file and cache_file.exists():
         tensors = load_file(str(cache_file))
-        return data_mod.ImageSet(tensors["images"], {h: tensors[h] for h in HEAD_LABELS})
+        return folders.ImageSet(tensors["images"], {h: tensors[h] for h in HEAD_LABELS})
     merged = _decode_art_data(root, split, limit)
     if cache_file:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
@@ -49,15 +49,15 @@ def load_art_data(root: Path, split: str, limit: int | None = None) -> data_mod.
     return merged
 
 
-def _decode_art_data(root: Path, split: str, limit: int | None) -> data_mod.ImageSet:
+def _decode_art_data(root: Path, split: str, limit: int | None) -> folders.ImageSet:
     sets = []
     for head, folder in (("style", "styles"), ("subject", "subjects")):
         if (root / folder / split).is_dir():
-            sets.append(data_mod.load_class_folders(root / folder / split, head, HEAD_LABELS[head],
+            sets.append(folders.load_class_folders(root / folder / split, head, HEAD_LABELS[head],
                                                     limit_per_class=limit))
     if not sets:
         raise FileNotFoundError(f"{root}: expected styles/{split}/ and/or subjects/{split}/ class folders")
-    merged = data_mod.ImageSet.concat(sets)
+    merged = folders.ImageSet.concat(sets)
     for head in HEAD_LABELS:
         merged.labels.setdefault(head, torch.full((len(merged),), -1))
     for problem in merged.skipped:
@@ -76,7 +76,7 @@ def epoch_order(labels: dict[str, torch.Tensor], subject_repeat: int, generator)
     return order[torch.randperm(len(order), generator=generator)]
 
 
-def evaluate_classifier(model, val: data_mod.ImageSet, size: int, device, tta: bool = True) -> dict:
+def evaluate_classifier(model, val: folders.ImageSet, size: int, device, tta: bool = True) -> dict:
     probs = classifier_probs(model, val.images, size, device, tta=tta)
     out = {}
     for head, labels in HEAD_LABELS.items():
@@ -107,7 +107,7 @@ def train_classifier(data_root: Path, out_dir: Path, *, epochs: int = 30, batch_
         order = epoch_order(train.labels, subject_repeat, generator)
         for i in range(steps):
             idx = order[i * batch_size:(i + 1) * batch_size].to(device)
-            x = data_mod.augment(images[idx], image_size).contiguous(memory_format=torch.channels_last)
+            x = transforms.augment(images[idx], image_size).contiguous(memory_format=torch.channels_last)
             yield x, {h: labels[h][idx] for h in labels}
 
     def step(model, batch):
@@ -169,7 +169,7 @@ def train_autoencoder(data_root: Path, out_dir: Path, *, epochs: int = 40, batch
     train = load_art_data(data_root, "train", limit)
     val = load_art_data(data_root, "val", limit)
     images = train.images.to(device)
-    val_x = data_mod.resize_for_eval(val.images, AE_SIZE)
+    val_x = transforms.resize_for_eval(val.images, AE_SIZE)
     model = ArtAutoencoder(width).to(device).to(memory_format=torch.channels_last)
     steps = max(1, len(images) // batch_size)
 
@@ -178,7 +178,7 @@ def train_autoencoder(data_root: Path, out_dir: Path, *, epochs: int = 40, batch
         for i in range(steps):
             idx = order[i * batch_size:(i + 1) * batch_size]
             # Mild crops and flips only: the reconstruction must stay faithful to the full image.
-            yield data_mod.augment(images[idx], AE_SIZE, min_area=0.6, color=0.0)
+            yield transforms.augment(images[idx], AE_SIZE, min_area=0.6, color=0.0)
 
     def step(model, x):
         recon = model(x)

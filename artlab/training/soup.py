@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from artlab import data as data_mod
 from artlab.checkpoints import WeightsError, file_digest, resolve, save_checkpoint
+from artlab.data import transforms
 from artlab.device import pick_device
 from artlab.inference.image import (
     CLASSIFIER_NAME,
@@ -64,7 +64,7 @@ def recalibrate_batchnorm(model: nn.Module, images_uint8: torch.Tensor, size: in
         norm.train()
     try:
         for start in range(0, len(images_uint8), batch_size):
-            x = data_mod.resize_for_eval(images_uint8[start:start + batch_size].to(device), size)
+            x = transforms.resize_for_eval(images_uint8[start:start + batch_size].to(device), size)
             model.features(x.contiguous(memory_format=torch.channels_last))
     finally:
         for norm, momentum in zip(norms, momenta):

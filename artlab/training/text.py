@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from artlab import data as data_mod
 from artlab.checkpoints import WeightsError, save_checkpoint
+from artlab.data import text as text_data
 from artlab.device import pick_device
 from artlab.inference.text import (
     AE_MAX_TOKENS,
@@ -54,11 +54,11 @@ def length_batches(lengths: list[int], batch_size: int, rng: random.Random) -> l
     return batches
 
 
-def _subset(texts: data_mod.TextSet, head: str, kinds: tuple[str, ...]) -> list[int]:
+def _subset(texts: text_data.TextSet, head: str, kinds: tuple[str, ...]) -> list[int]:
     return [i for i, k in enumerate(texts.kinds) if k in kinds and texts.labels[head][i] >= 0]
 
 
-def evaluate_classifier(model, tokenizer, val: data_mod.TextSet, device, max_tokens: int = 512) -> dict:
+def evaluate_classifier(model, tokenizer, val: text_data.TextSet, device, max_tokens: int = 512) -> dict:
     """Accuracy, per-class accuracy and confusion for each task in VAL_TASKS."""
     sequences = [tokenizer.encode(t, max_tokens) or [PAD_ID] for t in val.texts]
     probs = classify_ids(model, sequences, device)
@@ -72,7 +72,7 @@ def evaluate_classifier(model, tokenizer, val: data_mod.TextSet, device, max_tok
     return report
 
 
-def _labelled(texts: data_mod.TextSet) -> list[int]:
+def _labelled(texts: text_data.TextSet) -> list[int]:
     return [i for i in range(len(texts)) if any(t[i] >= 0 for t in texts.labels.values())]
 
 
@@ -84,8 +84,8 @@ def train_classifier(data_root: Path, out_dir: Path, *, epochs: int = 8, batch_s
     device = pick_device(device)
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    train = data_mod.load_text_data(data_root, "train")
-    val = data_mod.load_text_data(data_root, "val")
+    train = text_data.load_text_data(data_root, "train")
+    val = text_data.load_text_data(data_root, "val")
     if limit:
         train, val = train.select(list(range(min(limit, len(train))))), val.select(list(range(min(limit, len(val)))))
     tokenizer = Tokenizer.build(train.texts)
@@ -135,9 +135,9 @@ def train_classifier(data_root: Path, out_dir: Path, *, epochs: int = 8, batch_s
                      "longest known sub-word pieces, else characters (<unk> only for unseen characters)",
         "training_data": {
             "titles": "WikiArt titles (wikiart_titles.csv): style label where the style is one of the 7, "
-                      "subject where the genre maps (see artlab.data.GENRE_TO_SUBJECT)",
+                      "subject where the genre maps (see artlab.data.text.GENRE_TO_SUBJECT)",
             "descriptions": "SemArt descriptions and titles (semart.csv), subject from the type",
-            "split": f"by painting: md5 of artist + title, {data_mod.VAL_FRACTION:.0%} to validation",
+            "split": f"by painting: md5 of artist + title, {text_data.VAL_FRACTION:.0%} to validation",
             "train_texts": len(labelled)},
         "training": {"epochs_run": len(result.history), "best_epoch": result.best_epoch,
                      "batch_size": batch_size, "lr": lr, "history": result.history},
@@ -194,7 +194,7 @@ def token_accuracy(predicted: list[list[int]], target: list[list[int]]) -> float
     return hits / total if total else 0.0
 
 
-def clean_short_titles(texts: data_mod.TextSet, max_words: int = 12) -> list[str]:
+def clean_short_titles(texts: text_data.TextSet, max_words: int = 12) -> list[str]:
     """Distinct titles (WikiArt and SemArt) of at most max_words words: what the autoencoder is scored on."""
     seen, out = set(), []
     for text, kind in zip(texts.texts, texts.kinds):
@@ -224,8 +224,8 @@ def train_autoencoder(data_root: Path, out_dir: Path, *, epochs: int = 12, batch
     device = pick_device(device)
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    train = data_mod.load_text_data(data_root, "train")
-    val = data_mod.load_text_data(data_root, "val")
+    train = text_data.load_text_data(data_root, "train")
+    val = text_data.load_text_data(data_root, "val")
     titles = clean_short_titles(train, max_words=16)
     val_titles = clean_short_titles(val)
     if limit:
@@ -311,7 +311,7 @@ def train_autoencoder(data_root: Path, out_dir: Path, *, epochs: int = 12, batch
 
 # ------------------------------------------------------------------ bag-of-words baseline
 
-def bow_baseline(train: data_mod.TextSet, val: data_mod.TextSet, epochs: int = 20, seed: int = 0) -> dict:
+def bow_baseline(train: text_data.TextSet, val: text_data.TextSet, epochs: int = 20, seed: int = 0) -> dict:
     """Logistic regression on bags of words (words seen twice in training), one per head, in torch.
 
     Trained on the same texts as the RNN, measured on the same validation tasks."""
@@ -331,7 +331,7 @@ def _bags(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor([i for r in rows for i in r], dtype=torch.long), offsets
 
 
-def bag_regression(train: data_mod.TextSet, val: data_mod.TextSet, featurize, size: int, *, epochs: int = 20,
+def bag_regression(train: text_data.TextSet, val: text_data.TextSet, featurize, size: int, *, epochs: int = 20,
                    lr: float = 0.02, l2: float = 1e-5, seed: int = 0, on_epoch=None) -> dict:
     """Logistic regression on bags of feature ids, one per head, scored on VAL_TASKS after the last epoch.
 
@@ -381,7 +381,7 @@ def evaluate_text(data_root: Path, weights=None, baseline: bool = True, device=N
     from artlab.inference.text import load_text_autoencoder, load_text_classifier
 
     device = pick_device(device)
-    val = data_mod.load_text_data(data_root, "val")
+    val = text_data.load_text_data(data_root, "val")
     model, tokenizer, card = load_text_classifier(weights, device)
     report = {"data": str(data_root), "split": "val (by painting)",
               "classifier": evaluate_classifier(model, tokenizer, val, device)}
@@ -391,7 +391,7 @@ def evaluate_text(data_root: Path, weights=None, baseline: bool = True, device=N
     except WeightsError as e:
         log.warning("no text autoencoder: %s", e)
     if baseline:
-        report["baseline_bow_logreg"] = bow_baseline(data_mod.load_text_data(data_root, "train"), val)
+        report["baseline_bow_logreg"] = bow_baseline(text_data.load_text_data(data_root, "train"), val)
     return report
 
 

@@ -1,0 +1,114 @@
+"""The text data: WikiArt titles and SemArt descriptions with their subject and style labels."""
+
+import csv
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+GENRE_TO_SUBJECT = {
+    "portrait": "portrait", "landscape": "landscape", "cityscape": "landscape",
+    "genre_painting": "genre_scene", "religious_painting": "history_religious", "still_life": "still_life",
+}
+SEMART_TYPE_TO_SUBJECT = {
+    "religious": "history_religious", "mythological": "history_religious", "historical": "history_religious",
+    "portrait": "portrait", "landscape": "landscape", "genre": "genre_scene", "still-life": "still_life",
+}
+
+
+def read_csv_rows(path: str | Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+VAL_FRACTION = 0.15
+
+
+@dataclass
+class TextSet:
+    """Texts with one label per head (-1 where a head has no label) and what kind of text each is."""
+
+    texts: list[str]
+    labels: dict[str, torch.Tensor]           # "subject"/"style" -> N, int64
+    kinds: list[str]                          # "title", "semart_title" or "description"
+
+    def __len__(self):
+        return len(self.texts)
+
+    def select(self, keep: list[int]) -> "TextSet":
+        index = torch.tensor(keep, dtype=torch.long)
+        return TextSet([self.texts[i] for i in keep], {h: t[index] for h, t in self.labels.items()},
+                       [self.kinds[i] for i in keep])
+
+    @staticmethod
+    def concat(sets: list["TextSet"]) -> "TextSet":
+        heads = sorted({h for s in sets for h in s.labels})
+        return TextSet([t for s in sets for t in s.texts],
+                       {h: torch.cat([s.labels.get(h, torch.full((len(s),), -1)) for s in sets]) for h in heads},
+                       [k for s in sets for k in s.kinds])
+
+
+def painting_split(artist: str, title: str, val_fraction: float = VAL_FRACTION) -> str:
+    """"train" or "val" from a hash of the painting (artist + title), so the same painting
+    (WikiArt lists some several times, one per year) never lands on both sides."""
+    import hashlib
+    key = f"{' '.join(artist.lower().split())}|{' '.join(title.lower().split())}"
+    bucket = int.from_bytes(hashlib.md5(key.encode("utf-8")).digest()[:4], "big") / 2 ** 32
+    return "val" if bucket < val_fraction else "train"
+
+
+def _label_index(names: tuple[str, ...], value: str | None) -> int:
+    return names.index(value) if value in names else -1
+
+
+def load_wikiart_titles(path: str | Path, split: str | None = None) -> TextSet:
+    """wikiart_titles.csv: style label where the style is one of ours, subject where the genre maps."""
+    from artlab.labels import STYLES, SUBJECTS
+    texts, styles, subjects = [], [], []
+    for row in read_csv_rows(path):
+        title = (row.get("title") or "").strip()
+        if not title or (split and painting_split(row.get("artist", ""), title) != split):
+            continue
+        style = _label_index(STYLES, row.get("style"))
+        subject = _label_index(SUBJECTS, GENRE_TO_SUBJECT.get(row.get("genre", "")))
+        texts.append(title)
+        styles.append(style)
+        subjects.append(subject)
+    return TextSet(texts, {"style": torch.tensor(styles, dtype=torch.long),
+                           "subject": torch.tensor(subjects, dtype=torch.long)}, ["title"] * len(texts))
+
+
+def load_semart(path: str | Path, split: str | None = None) -> TextSet:
+    """semart.csv: each painting gives a description and a title, both labelled with its subject."""
+    from artlab.labels import SUBJECTS
+    texts, subjects, kinds = [], [], []
+    for row in read_csv_rows(path):
+        title, description = (row.get("title") or "").strip(), (row.get("description") or "").strip()
+        if split and painting_split(row.get("author", ""), title) != split:
+            continue
+        subject = _label_index(SUBJECTS, SEMART_TYPE_TO_SUBJECT.get(row.get("type", "")))
+        for text, kind in ((description, "description"), (title, "semart_title")):
+            if text:
+                texts.append(text)
+                subjects.append(subject)
+                kinds.append(kind)
+    return TextSet(texts, {"style": torch.full((len(texts),), -1, dtype=torch.long),
+                           "subject": torch.tensor(subjects, dtype=torch.long)}, kinds)
+
+
+def load_text_data(root: str | Path, split: str | None = None) -> TextSet:
+    """The shared text data (`root` holds text/, or is text/ itself), one split or all of it."""
+    root = Path(root)
+    folder = root / "text" if (root / "text").is_dir() else root
+    titles, semart = folder / "wikiart_titles.csv", folder / "semart.csv"
+    if not titles.is_file() and not semart.is_file():
+        raise FileNotFoundError(f"{folder}: expected wikiart_titles.csv and/or semart.csv")
+    sets = []
+    if titles.is_file():
+        sets.append(load_wikiart_titles(titles, split))
+    if semart.is_file():
+        sets.append(load_semart(semart, split))
+    return TextSet.concat(sets)
