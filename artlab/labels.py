@@ -22,6 +22,10 @@ SUBJECTS = (
     "still_life",
 )
 
+# The heads of each kind of model, in the order of their outputs.
+IMAGE_HEADS = {"style": STYLES, "subject": SUBJECTS}
+TEXT_HEADS = {"subject": SUBJECTS, "style": STYLES}
+
 # Display names for the UI, in the languages the kiosk offers.
 DISPLAY_NAMES = {
     "en": {

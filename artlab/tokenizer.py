@@ -186,7 +186,7 @@ class Tokenizer:
         return sum(i != UNK_ID for i in ids) / len(ids) if ids else 0.0
 
 
-def pad_batch(sequences: list[list[int]]) -> tuple["torch.Tensor", "torch.Tensor"]:
+def pad_batch(sequences: list[list[int]]):
     """Token id lists -> (B x T ids padded with PAD_ID, B lengths). Empty lists get length 0."""
     import torch
     lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)

@@ -19,8 +19,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from artlab.data import text as text_data  # noqa: E402
+from artlab.labels import TEXT_HEADS as HEAD_LABELS  # noqa: E402
 from artlab.tokenizer import normalize, normalize_words  # noqa: E402
-from artlab.training.text import HEAD_LABELS, bag_regression  # noqa: E402
+from artlab.training.baselines import bag_regression  # noqa: E402
 
 BUCKETS = 1 << 20
 

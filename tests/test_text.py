@@ -191,7 +191,8 @@ def test_painting_split_is_stable_and_ignores_case_and_spacing():
 # ------------------------------------------------------------------ models and training
 
 def test_noise_drops_and_swaps_whole_words():
-    from artlab.training.text import add_noise, token_accuracy
+    from artlab.training.evaluate import token_accuracy
+    from artlab.training.text import add_noise
 
     tok = Tokenizer.build(CORPUS, min_count=1)
     ids = tok.encode("stormy tapirs at night stormiest")
@@ -285,7 +286,7 @@ def test_tiny_training_lowers_the_loss(trained):
 
 def test_save_load_round_trip(trained, text_data):
     from artlab.inference.text import load_text_autoencoder, load_text_classifier
-    from artlab.training.text import evaluate_autoencoder, evaluate_classifier
+    from artlab.training.evaluate import text_autoencoder_report, text_classifier_report
 
     folder, clf_card, ae_card = trained
     for name in ("text_classifier", "text_autoencoder"):
@@ -294,17 +295,17 @@ def test_save_load_round_trip(trained, text_data):
         assert card["licence"] and card["command"] and card["date"] and card["architecture"]
     model, tokenizer, card = load_text_classifier(folder, "cpu")
     val = text_sets.load_text_data(text_data, "val")
-    report = evaluate_classifier(model, tokenizer, val, "cpu")
+    report = text_classifier_report(model, tokenizer, val, "cpu")
     for task, result in clf_card["metrics"]["val"].items():   # fp16 storage: same answers
         assert abs(report[task]["accuracy"] - result["accuracy"]) <= 0.05
     ae, ae_tok, _ = load_text_autoencoder(folder, "cpu")
     titles = [t for t, k in zip(val.texts, val.kinds) if k == "title"]
-    again = evaluate_autoencoder(ae, ae_tok, titles, "cpu")
+    again = text_autoencoder_report(ae, ae_tok, titles, "cpu")
     assert 0 <= again["token_accuracy"] <= 1
 
 
 def test_bag_of_words_baseline_learns(text_data):
-    from artlab.training.text import bow_baseline
+    from artlab.training.baselines import bow_baseline
 
     report = bow_baseline(text_sets.load_text_data(text_data, "train"), text_sets.load_text_data(text_data, "val"))
     assert set(report) == {"title->subject", "title->style", "description->subject"}
@@ -313,7 +314,7 @@ def test_bag_of_words_baseline_learns(text_data):
 
 def test_bag_regression_reports_every_epoch_when_asked(text_data):
     from artlab.tokenizer import normalize_words
-    from artlab.training.text import bag_regression
+    from artlab.training.baselines import bag_regression
 
     train, val = text_sets.load_text_data(text_data, "train"), text_sets.load_text_data(text_data, "val")
     seen = []

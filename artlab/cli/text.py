@@ -154,7 +154,7 @@ def run_train(args) -> int:
 
 def run_evaluate(args) -> int:
     from artlab.checkpoints import WeightsError
-    from artlab.training.text import evaluate_text, print_text_report
+    from artlab.training.evaluate import evaluate_text, print_text_report
 
     _set_threads(args.threads)
     try:

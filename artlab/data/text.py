@@ -112,3 +112,18 @@ def load_text_data(root: str | Path, split: str | None = None) -> TextSet:
     if semart.is_file():
         sets.append(load_semart(semart, split))
     return TextSet.concat(sets)
+
+
+# (name shown in reports, head, kinds of text) for each validation figure the text models report
+TEXT_TASKS = (("title->subject", "subject", ("title",)), ("title->style", "style", ("title",)),
+              ("description->subject", "subject", ("description",)))
+
+
+def task_rows(texts: TextSet, head: str, kinds: tuple[str, ...]) -> list[int]:
+    """The rows of `kinds` of text that have a `head` label."""
+    return [i for i, k in enumerate(texts.kinds) if k in kinds and texts.labels[head][i] >= 0]
+
+
+def labelled_rows(texts: TextSet) -> list[int]:
+    """The rows with at least one label."""
+    return [i for i in range(len(texts)) if any(t[i] >= 0 for t in texts.labels.values())]

@@ -1,10 +1,30 @@
-"""Evaluate a classifier checkpoint on labelled class folders."""
+"""Evaluation, in one place: the image classifier on class folders (`evaluate`), the text models
+on the by-painting validation split (`evaluate-text`), and the reports that training recipes,
+soups and fine-tuning use to pick their best epoch and fill their cards."""
 
+import logging
 from pathlib import Path
 
+import torch
+
+from artlab.checkpoints import WeightsError
 from artlab.data.folders import ImageSet, load_class_folders
+from artlab.data.text import (
+    TEXT_TASKS,
+    TextSet,
+    load_text_data,
+    task_rows,
+)
+from artlab.device import pick_device
 from artlab.inference.image import classifier_probs, load_classifier_for_inference
+from artlab.inference.text import AE_MAX_TOKENS, classify_ids, reconstruct_ids
+from artlab.labels import IMAGE_HEADS, TEXT_HEADS
+from artlab.models.autoencoder import psnr
+from artlab.tokenizer import PAD_ID, normalize, normalize_words
+from artlab.training.baselines import bow_baseline
 from artlab.training.metrics import classification_report, format_confusion
+
+log = logging.getLogger(__name__)
 
 
 def _heads_for(folder: Path, card_labels: dict) -> list[str]:
@@ -56,3 +76,107 @@ def print_report(report: dict) -> None:
         print(format_confusion(result))
         for problem in result["skipped"]:
             print(f"  skipped {problem}")
+
+
+def classifier_report(model, val: ImageSet, size: int, device, tta: bool = True,
+                      heads: dict[str, tuple[str, ...]] = IMAGE_HEADS) -> dict:
+    """Accuracy, per-class accuracy and confusion per head on decoded images (-1: no label for that head)."""
+    probs = classifier_probs(model, val.images, size, device, tta=tta)
+    out = {}
+    for head, labels in heads.items():
+        if head in probs and (val.labels[head] >= 0).any():
+            out[head] = classification_report(probs[head].argmax(1), val.labels[head], labels)
+    return out
+
+
+@torch.inference_mode()
+def mean_psnr(model, x: torch.Tensor, device, batch_size: int = 256) -> float:
+    model.eval()
+    values = []
+    for i in range(0, len(x), batch_size):
+        chunk = x[i:i + batch_size].to(device)
+        values.append(psnr(model(chunk), chunk).cpu())
+    return torch.cat(values).mean().item() if values else 0.0
+
+
+# ------------------------------------------------------------------ text models
+
+def text_classifier_report(model, tokenizer, val: TextSet, device, max_tokens: int = 512) -> dict:
+    """Accuracy, per-class accuracy and confusion for each task in TEXT_TASKS."""
+    sequences = [tokenizer.encode(t, max_tokens) or [PAD_ID] for t in val.texts]
+    probs = classify_ids(model, sequences, device)
+    report = {}
+    for name, head, kinds in TEXT_TASKS:
+        keep = task_rows(val, head, kinds)
+        if keep:
+            index = torch.tensor(keep)
+            report[name] = classification_report(probs[head][index].argmax(1), val.labels[head][index],
+                                                 TEXT_HEADS[head])
+    return report
+
+
+def token_accuracy(predicted: list[list[int]], target: list[list[int]]) -> float:
+    """Position-wise matches over the longer of the two sequences, summed over all texts
+    (a missing or extra token counts as a miss)."""
+    hits = sum(sum(a == b for a, b in zip(p, t)) for p, t in zip(predicted, target))
+    total = sum(max(len(p), len(t)) for p, t in zip(predicted, target))
+    return hits / total if total else 0.0
+
+
+def clean_short_titles(texts: TextSet, max_words: int = 12) -> list[str]:
+    """Distinct titles (WikiArt and SemArt) of at most max_words words: what the autoencoder is scored on."""
+    seen, out = set(), []
+    for text, kind in zip(texts.texts, texts.kinds):
+        key = normalize(text)
+        if kind != "description" and key and key not in seen and len(normalize_words(text)) <= max_words:
+            seen.add(key)
+            out.append(text)
+    return out
+
+
+def text_autoencoder_report(model, tokenizer, titles: list[str], device) -> dict:
+    targets = [tokenizer.encode(t, AE_MAX_TOKENS) for t in titles]
+    rebuilt = reconstruct_ids(model, targets, device)
+    exact = sum(p == t for p, t in zip(rebuilt, targets)) / max(1, len(targets))
+    return {"token_accuracy": round(token_accuracy(rebuilt, targets), 4), "exact_match": round(exact, 4),
+            "count": len(targets)}
+
+
+def evaluate_text(data_root: Path, weights=None, baseline: bool = True, device=None) -> dict:
+    """The shipped (or given) text models on the by-painting validation split, and the baseline."""
+    from artlab.inference.text import load_text_autoencoder, load_text_classifier
+
+    device = pick_device(device)
+    val = load_text_data(data_root, "val")
+    model, tokenizer, card = load_text_classifier(weights, device)
+    report = {"data": str(data_root), "split": "val (by painting)",
+              "classifier": text_classifier_report(model, tokenizer, val, device)}
+    try:
+        ae, ae_tokenizer, _ = load_text_autoencoder(weights, device)
+        report["autoencoder"] = text_autoencoder_report(ae, ae_tokenizer, clean_short_titles(val), device)
+    except WeightsError as e:
+        log.warning("no text autoencoder: %s", e)
+    if baseline:
+        report["baseline_bow_logreg"] = bow_baseline(load_text_data(data_root, "train"), val)
+    return report
+
+
+def print_text_report(report: dict) -> None:
+    baseline = report.get("baseline_bow_logreg", {})
+    print(f"text models on {report['data']}, {report['split']}")
+    print(f"{'task':<22} {'count':>6} {'RNN':>7} {'BoW-LR':>7}")
+    for task, result in report["classifier"].items():
+        base = baseline.get(task, {}).get("accuracy")
+        print(f"{task:<22} {result['count']:>6} {result['accuracy']:>7.4f} "
+              f"{base if base is None else format(base, '>7.4f')}")
+    for task, result in report["classifier"].items():
+        print(f"\n{task}: per-class accuracy")
+        for name, value in result["per_class"].items():
+            base = baseline.get(task, {}).get("per_class", {}).get(name)
+            print(f"  {name:<20} {'-' if value is None else format(value, '.4f'):>7}   "
+                  f"(BoW-LR {'-' if base is None else format(base, '.4f')})")
+        print(format_confusion(result))
+    if "autoencoder" in report:
+        ae = report["autoencoder"]
+        print(f"\ntext autoencoder on {ae['count']} clean val titles of <= 12 words: "
+              f"token accuracy {ae['token_accuracy']:.4f}, exact match {ae['exact_match']:.4f}")

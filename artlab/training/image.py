@@ -7,7 +7,6 @@ tensors (artlab.data) and is augmented in batches on the training device.
 """
 
 import logging
-import sys
 from pathlib import Path
 
 import torch
@@ -18,17 +17,16 @@ from artlab import paths
 from artlab.checkpoints import save_checkpoint
 from artlab.data import folders, transforms
 from artlab.device import pick_device
-from artlab.inference.image import classifier_probs
-from artlab.labels import STYLES, SUBJECTS
+from artlab.labels import IMAGE_HEADS, STYLES, SUBJECTS
 from artlab.models.autoencoder import IMAGE_SIZE as AE_SIZE
-from artlab.models.autoencoder import LATENT_SHAPE, ArtAutoencoder, psnr
+from artlab.models.autoencoder import LATENT_SHAPE, ArtAutoencoder
 from artlab.models.backbone import load_imagenet_weights
 from artlab.models.classifier import ArtClassifier
+from artlab.training.cards import history_record, make_card
+from artlab.training.evaluate import classifier_report, mean_psnr
 from artlab.training.loop import fit
-from artlab.training.metrics import classification_report
 
 log = logging.getLogger(__name__)
-HEAD_LABELS = {"style": STYLES, "subject": SUBJECTS}
 
 
 def load_art_data(root: Path, split: str, limit: int | None = None) -> folders.ImageSet:
@@ -41,7 +39,7 @@ def load_art_data(root: Path, split: str, limit: int | None = None) -> folders.I
     cache_file = Path(cache) / f"{split}-{limit}.safetensors" if cache else None
     if cache_file and cache_file.exists():
         tensors = load_file(str(cache_file))
-        return folders.ImageSet(tensors["images"], {h: tensors[h] for h in HEAD_LABELS})
+        return folders.ImageSet(tensors["images"], {h: tensors[h] for h in IMAGE_HEADS})
     merged = _decode_art_data(root, split, limit)
     if cache_file:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
@@ -53,12 +51,12 @@ def _decode_art_data(root: Path, split: str, limit: int | None) -> folders.Image
     sets = []
     for head, folder in (("style", "styles"), ("subject", "subjects")):
         if (root / folder / split).is_dir():
-            sets.append(folders.load_class_folders(root / folder / split, head, HEAD_LABELS[head],
+            sets.append(folders.load_class_folders(root / folder / split, head, IMAGE_HEADS[head],
                                                     limit_per_class=limit))
     if not sets:
         raise FileNotFoundError(f"{root}: expected styles/{split}/ and/or subjects/{split}/ class folders")
     merged = folders.ImageSet.concat(sets)
-    for head in HEAD_LABELS:
+    for head in IMAGE_HEADS:
         merged.labels.setdefault(head, torch.full((len(merged),), -1))
     for problem in merged.skipped:
         log.warning("skipped %s", problem)
@@ -76,19 +74,29 @@ def epoch_order(labels: dict[str, torch.Tensor], subject_repeat: int, generator)
     return order[torch.randperm(len(order), generator=generator)]
 
 
-def evaluate_classifier(model, val: folders.ImageSet, size: int, device, tta: bool = True) -> dict:
-    probs = classifier_probs(model, val.images, size, device, tta=tta)
-    out = {}
-    for head, labels in HEAD_LABELS.items():
-        if head in probs and (val.labels[head] >= 0).any():
-            out[head] = classification_report(probs[head].argmax(1), val.labels[head], labels)
-    return out
+def _reports_by_test_size(model, val, image_size: int, device) -> dict[int, dict]:
+    """Card-worthy evaluation with test-time flips at the training size and 32 px larger: networks
+    trained on random crops often do better tested a little larger ("FixRes")."""
+    return {size: classifier_report(model, val, size, device, tta=True) for size in (image_size, image_size + 32)}
+
+
+def _best_size(by_size: dict[int, dict]) -> int:
+    return max(by_size, key=lambda size: by_size[size]["style"]["accuracy"] + 0.5 * by_size[size]["subject"]["accuracy"])
+
+
+def two_head_loss(out: dict, targets: dict, subject_weight: float) -> torch.Tensor:
+    """Style loss plus weighted subject loss, label-smoothed; -1 marks an image without that label."""
+    style = F.cross_entropy(out["style"].float(), targets["style"], ignore_index=-1, label_smoothing=0.1)
+    subject = F.cross_entropy(out["subject"].float(), targets["subject"], ignore_index=-1, label_smoothing=0.1)
+    # A batch may hold no subject image at all; cross_entropy is then NaN.
+    return torch.nan_to_num(style) + subject_weight * torch.nan_to_num(subject)
 
 
 def train_classifier(data_root: Path, out_dir: Path, *, epochs: int = 30, batch_size: int = 96,
                      lr: float = 1e-3, image_size: int = 224, texture: bool = True,
                      subject_repeat: int = 4, subject_weight: float = 0.5, limit: int | None = None,
-                     time_budget_s: float | None = None, device=None, name: str = "art_classifier", seed: int = 0, command: str = "") -> dict:
+                     time_budget_s: float | None = None, device=None, name: str = "art_classifier", seed: int = 0,
+                     command: str = "") -> dict:
     device = pick_device(device)
     torch.manual_seed(seed)
     train = load_art_data(data_root, "train", limit)
@@ -112,15 +120,10 @@ def train_classifier(data_root: Path, out_dir: Path, *, epochs: int = 30, batch_
 
     def step(model, batch):
         x, y = batch
-        out = model(x)
-        loss = F.cross_entropy(out["style"].float(), y["style"], ignore_index=-1, label_smoothing=0.1)
-        subject_loss = F.cross_entropy(out["subject"].float(), y["subject"], ignore_index=-1,
-                                       label_smoothing=0.1)
-        # A batch may hold no subject image at all; cross_entropy is then NaN.
-        return torch.nan_to_num(loss) + subject_weight * torch.nan_to_num(subject_loss)
+        return two_head_loss(model(x), y, subject_weight)
 
     def evaluate(model):
-        report = evaluate_classifier(model, val, image_size, device, tta=False)
+        report = classifier_report(model, val, image_size, device, tta=False)
         style = report.get("style", {}).get("accuracy") or 0.0
         subject = report.get("subject", {}).get("accuracy") or 0.0
         return {"val_style": style, "val_subject": subject, "score": style + 0.5 * subject}
@@ -130,32 +133,23 @@ def train_classifier(data_root: Path, out_dir: Path, *, epochs: int = 30, batch_
     result = fit(model, batches, step, epochs=epochs, steps_per_epoch=steps, device=device,
                  param_groups=[{"params": backbone, "lr": lr * 0.5}, {"params": rest, "lr": lr}],
                  evaluate=evaluate, time_budget_s=time_budget_s)
-    # Card-worthy evaluation with test-time flips. Networks trained on random crops often do
-    # better when tested a little larger ("FixRes"), so measure two sizes on val and keep the best.
-    by_size = {size: evaluate_classifier(model, val, size, device, tta=True)
-               for size in (image_size, image_size + 32)}
-    image_size = max(by_size, key=lambda size: by_size[size]["style"]["accuracy"]
-                     + 0.5 * by_size[size]["subject"]["accuracy"])
-    report = by_size[image_size]
-    card = {
-        "name": name,
-        "architecture": "EfficientNet-Lite0 (ImageNet init)" + (" + Gram texture branch" if texture else "")
-                        + " + neck + style/subject heads",
-        "config": {"heads": {"style": len(STYLES), "subject": len(SUBJECTS)}, "texture": texture,
-                   "embed_dim": model.neck[1].out_features},
-        "labels": {"style": list(STYLES), "subject": list(SUBJECTS)},
-        "input_size": image_size,
-        "normalisation": "RGB scaled to [-1, 1]; letterboxed to a square with black bars",
-        "test_time_augmentation": "mean of softmax over the image and its mirror",
-        "training_data": {"styles": f"WikiArt styles/train ({(train.labels['style'] >= 0).sum().item()} images)",
-                          "subjects": f"subjects/train ({(train.labels['subject'] >= 0).sum().item()} images)"},
-        "training": {"epochs_run": len(result.history), "best_epoch": result.best_epoch,
-                     "batch_size": batch_size, "lr": lr, "augmentation": "random resized crop (area 0.35-1), "
-                     "flip, +/-10 deg rotation, mild colour jitter", "history": result.history},
-        "metrics": {"val": report, "val_by_input_size": {
+    by_size = _reports_by_test_size(model, val, image_size, device)
+    card = make_card(
+        name, architecture="EfficientNet-Lite0 (ImageNet init)" + (" + Gram texture branch" if texture else "")
+        + " + neck + style/subject heads",
+        config={"heads": {"style": len(STYLES), "subject": len(SUBJECTS)}, "texture": texture,
+                "embed_dim": model.neck[1].out_features},
+        labels={"style": list(STYLES), "subject": list(SUBJECTS)},
+        input_size=_best_size(by_size),
+        normalisation="RGB scaled to [-1, 1]; letterboxed to a square with black bars",
+        test_time_augmentation="mean of softmax over the image and its mirror",
+        training_data={"styles": f"WikiArt styles/train ({(train.labels['style'] >= 0).sum().item()} images)",
+                       "subjects": f"subjects/train ({(train.labels['subject'] >= 0).sum().item()} images)"},
+        training=history_record(result, batch_size=batch_size, lr=lr, augmentation="random resized crop "
+                                "(area 0.35-1), flip, +/-10 deg rotation, mild colour jitter"),
+        metrics={"val": by_size[_best_size(by_size)], "val_by_input_size": {
             str(size): {h: r["accuracy"] for h, r in rep.items()} for size, rep in by_size.items()}},
-        "command": command or " ".join(sys.argv),
-    }
+        command=command)
     save_checkpoint(model, out_dir / name, card)
     return card
 
@@ -193,31 +187,15 @@ def train_autoencoder(data_root: Path, out_dir: Path, *, epochs: int = 40, batch
                  param_groups=[{"params": model.parameters(), "lr": lr}], weight_decay=0.0,
                  warmup_epochs=0.5, evaluate=evaluate, time_budget_s=time_budget_s)
     val_psnr = mean_psnr(model, val_x, device)
-    card = {
-        "name": name,
-        "architecture": "convolutional autoencoder, residual blocks, spatial latent",
-        "config": {"width": width},
-        "input_size": AE_SIZE,
-        "latent_shape": list(LATENT_SHAPE),
-        "compression": f"{3 * AE_SIZE * AE_SIZE} values -> {LATENT_SHAPE[0] * LATENT_SHAPE[1] * LATENT_SHAPE[2]} "
-                       f"(1/{3 * AE_SIZE * AE_SIZE // (LATENT_SHAPE[0] * LATENT_SHAPE[1] * LATENT_SHAPE[2])})",
-        "normalisation": "RGB scaled to [-1, 1]; letterboxed to a square with black bars",
-        "training_data": f"WikiArt styles/train + subjects/train ({len(images)} images)",
-        "training": {"epochs_run": len(result.history), "best_epoch": result.best_epoch, "batch_size": batch_size,
-                     "lr": lr, "loss": "L1 + MSE", "history": result.history},
-        "metrics": {"val": {"psnr_db": round(val_psnr, 3), "count": len(val_x)}},
-        "command": command or " ".join(sys.argv),
-    }
+    values, code = 3 * AE_SIZE * AE_SIZE, LATENT_SHAPE[0] * LATENT_SHAPE[1] * LATENT_SHAPE[2]
+    card = make_card(
+        name, architecture="convolutional autoencoder, residual blocks, spatial latent", config={"width": width},
+        input_size=AE_SIZE, latent_shape=list(LATENT_SHAPE), compression=f"{values} values -> {code} (1/{values // code})",
+        normalisation="RGB scaled to [-1, 1]; letterboxed to a square with black bars",
+        training_data=f"WikiArt styles/train + subjects/train ({len(images)} images)",
+        training=history_record(result, batch_size=batch_size, lr=lr, loss="L1 + MSE"),
+        metrics={"val": {"psnr_db": round(val_psnr, 3), "count": len(val_x)}}, command=command)
     save_checkpoint(model, out_dir / name, card)
     return card
 
-
-@torch.inference_mode()
-def mean_psnr(model, x: torch.Tensor, device, batch_size: int = 256) -> float:
-    model.eval()
-    values = []
-    for i in range(0, len(x), batch_size):
-        chunk = x[i:i + batch_size].to(device)
-        values.append(psnr(model(chunk), chunk).cpu())
-    return torch.cat(values).mean().item() if values else 0.0
 

@@ -77,47 +77,16 @@ def fit(
     With `time_budget_s`, training stops (and the schedule ends) once that much time has passed.
     """
     deadline = time.time() + time_budget_s if time_budget_s else None
-    if deadline:
-        user_stop = should_stop
-        should_stop = lambda: user_stop() or time.time() > deadline  # noqa: E731
     optimizer = torch.optim.AdamW(param_groups, weight_decay=weight_decay)
     total = epochs * steps_per_epoch
     scheduler = warmup_cosine(optimizer, total, max(1, int(warmup_epochs * steps_per_epoch)), deadline)
-    amp = autocast_dtype(device)
-    scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 and device.type == "cuda" else None
+    stepper = _Stepper(model, step, optimizer, scheduler, device, grad_clip, on_step, total)
     result, best_state = FitResult(), None
-    done_steps = 0
     for epoch in range(epochs):
-        model.train()
-        started, losses = time.time(), []
+        started = time.time()
         bar = tqdm(batches(epoch), total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}",
                    leave=False, disable=not show_progress or None)
-        try:
-            for batch in bar:
-                if should_stop():
-                    result.stopped = not (deadline and time.time() > deadline)
-                    result.out_of_time = not result.stopped
-                    break
-                with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                    loss = step(model, batch)
-                optimizer.zero_grad(set_to_none=True)
-                if scaler:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(optimizer)
-                else:
-                    loss.backward()
-                if grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-                (scaler.step(optimizer), scaler.update()) if scaler else optimizer.step()
-                scheduler.step()
-                losses.append(loss.item())
-                done_steps += 1
-                bar.set_postfix(loss=f"{losses[-1]:.3f}")
-                if on_step:
-                    on_step(done_steps, total, losses[-1])
-        except KeyboardInterrupt:
-            log.warning("interrupted: keeping the best model so far")
-            result.stopped = True
+        losses = _train_epoch(model, bar, stepper, result, should_stop, deadline)
         if not losses:
             break
         record = {"epoch": epoch + 1, "train_loss": sum(losses) / len(losses),
@@ -133,13 +102,75 @@ def fit(
         log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()})
         if on_epoch:
             on_epoch(record)
-        if result.stopped or result.out_of_time:
-            break
-        if patience and epoch + 1 - result.best_epoch >= patience:
-            log.info("early stopping: no better score for %d epochs", patience)
-            result.early_stopped = True
+        if result.stopped or result.out_of_time or _patience_ran_out(result, epoch, patience):
             break
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
     return result
+
+
+@dataclass
+class _Stepper:
+    """One optimisation step: autocast, backward (scaled for fp16), clipping, optimizer and schedule."""
+
+    model: torch.nn.Module
+    loss_of: Callable
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    device: torch.device
+    grad_clip: float | None
+    on_step: Callable | None
+    total: int
+    done: int = 0
+
+    def __post_init__(self):
+        self.amp = autocast_dtype(self.device)
+        fp16 = self.amp == torch.float16 and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler(self.device.type) if fp16 else None
+
+    def __call__(self, batch) -> float:
+        with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+            loss = self.loss_of(self.model, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        (self.scaler.step(self.optimizer), self.scaler.update()) if self.scaler else self.optimizer.step()
+        self.scheduler.step()
+        self.done += 1
+        value = loss.item()
+        if self.on_step:
+            self.on_step(self.done, self.total, value)
+        return value
+
+
+def _train_epoch(model, bar, stepper: _Stepper, result: FitResult, should_stop, deadline) -> list[float]:
+    """One pass over the epoch's batches; a stop signal, the deadline or Ctrl-C ends it early
+    (and is recorded in `result`). Returns the batches' losses."""
+    model.train()
+    losses = []
+    try:
+        for batch in bar:
+            out_of_time = bool(deadline) and time.time() > deadline
+            if out_of_time or should_stop():
+                result.stopped, result.out_of_time = not out_of_time, out_of_time
+                break
+            losses.append(stepper(batch))
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    except KeyboardInterrupt:
+        log.warning("interrupted: keeping the best model so far")
+        result.stopped = True
+    return losses
+
+
+def _patience_ran_out(result: FitResult, epoch: int, patience: int | None) -> bool:
+    if patience and epoch + 1 - result.best_epoch >= patience:
+        log.info("early stopping: no better score for %d epochs", patience)
+        result.early_stopped = True
+        return True
+    return False

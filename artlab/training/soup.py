@@ -16,7 +16,6 @@ lower on val for the shipped soup: 0.691 against 0.7005).
 """
 
 import logging
-import sys
 from pathlib import Path
 
 import torch
@@ -31,7 +30,9 @@ from artlab.inference.image import (
     load_classifier_for_inference,
 )
 from artlab.models.classifier import ArtClassifier
-from artlab.training.image import evaluate_classifier, load_art_data
+from artlab.training.cards import command_line
+from artlab.training.evaluate import classifier_report
+from artlab.training.image import load_art_data
 
 log = logging.getLogger(__name__)
 
@@ -118,13 +119,13 @@ def soup_classifier(base_weights, other_weights, data_root: Path, out_dir: Path,
             "batchnorm": f"running statistics measured on {len(pick)} train images at {calibration_size} px "
                          f"(seed {seed}), letterboxed, no augmentation",
         },
-        "command": command or " ".join(sys.argv),
+        "command": command_line(command),
     })
     path = save_checkpoint(base, Path(out_dir) / CLASSIFIER_NAME, card)
     # Measure the saved file as predictions will use it (fp16 storage, BatchNorm folded,
     # the inference precision), then write the card again with that measurement.
     model, _ = load_classifier_for_inference(path, device)
     val = load_art_data(data_root, "val", limit)
-    card["metrics"] = {"val": evaluate_classifier(model, val, size, device, tta=True)}
+    card["metrics"] = {"val": classifier_report(model, val, size, device, tta=True)}
     save_checkpoint(base, path, card)
     return card

@@ -8,42 +8,40 @@ training split only and saved beside each checkpoint (`<name>.vocab.json`).
 
 import logging
 import random
-import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from artlab.checkpoints import WeightsError, save_checkpoint
+from artlab.checkpoints import save_checkpoint
 from artlab.data import text as text_data
+from artlab.data.text import labelled_rows
 from artlab.device import pick_device
 from artlab.inference.text import (
     AE_MAX_TOKENS,
-    classify_ids,
-    reconstruct_ids,
     vocab_path,
 )
-from artlab.labels import STYLES, SUBJECTS
+from artlab.labels import TEXT_HEADS
 from artlab.models.text import TextAutoencoder, TextClassifier
 from artlab.tokenizer import (
     BOS_ID,
     EOS_ID,
     PAD_ID,
     Tokenizer,
-    normalize,
-    normalize_words,
     pad_batch,
 )
+from artlab.training.cards import history_record, make_card
+from artlab.training.evaluate import (
+    clean_short_titles,
+    text_autoencoder_report,
+    text_classifier_report,
+)
 from artlab.training.loop import fit
-from artlab.training.metrics import classification_report
 
 log = logging.getLogger(__name__)
-HEAD_LABELS = {"subject": SUBJECTS, "style": STYLES}
 TRAIN_MAX_TOKENS = 128        # descriptions are cut here in training (a GRU over 500 steps is slow on a CPU)
 DESCRIPTION_REPEAT = 2        # SemArt is ~60x smaller than the titles: seen twice per epoch
 # (name shown in reports, head, kinds of text) for each validation figure the issue asks for
-VAL_TASKS = (("title->subject", "subject", ("title",)), ("title->style", "style", ("title",)),
-             ("description->subject", "subject", ("description",)))
 
 
 def length_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -54,32 +52,25 @@ def length_batches(lengths: list[int], batch_size: int, rng: random.Random) -> l
     return batches
 
 
-def _subset(texts: text_data.TextSet, head: str, kinds: tuple[str, ...]) -> list[int]:
-    return [i for i, k in enumerate(texts.kinds) if k in kinds and texts.labels[head][i] >= 0]
+TOKENIZER_NOTE = ("lower case, accents folded, punctuation and digits split; known words, else the longest "
+                  "known sub-word pieces, else characters (<unk> only for unseen characters)")
+TEXT_DATA_NOTE = {
+    "titles": "WikiArt titles (wikiart_titles.csv): style label where the style is one of the 7, "
+              "subject where the genre maps (see artlab.data.text.GENRE_TO_SUBJECT)",
+    "descriptions": "SemArt descriptions and titles (semart.csv), subject from the type",
+    "split": f"by painting: md5 of artist + title, {text_data.VAL_FRACTION:.0%} to validation"}
 
 
-def evaluate_classifier(model, tokenizer, val: text_data.TextSet, device, max_tokens: int = 512) -> dict:
-    """Accuracy, per-class accuracy and confusion for each task in VAL_TASKS."""
-    sequences = [tokenizer.encode(t, max_tokens) or [PAD_ID] for t in val.texts]
-    probs = classify_ids(model, sequences, device)
-    report = {}
-    for name, head, kinds in VAL_TASKS:
-        keep = _subset(val, head, kinds)
-        if keep:
-            index = torch.tensor(keep)
-            report[name] = classification_report(probs[head][index].argmax(1), val.labels[head][index],
-                                                 HEAD_LABELS[head])
-    return report
-
-
-def _labelled(texts: text_data.TextSet) -> list[int]:
-    return [i for i in range(len(texts)) if any(t[i] >= 0 for t in texts.labels.values())]
+def _heads_loss(out: dict, targets: dict) -> torch.Tensor:
+    # A batch may hold no label for a head; cross_entropy is then NaN.
+    return sum(torch.nan_to_num(F.cross_entropy(out[h].float(), targets[h], ignore_index=-1, label_smoothing=0.1))
+               for h in TEXT_HEADS)
 
 
 def train_classifier(data_root: Path, out_dir: Path, *, epochs: int = 8, batch_size: int = 128,
                      lr: float = 2e-3, embed_dim: int = 128, hidden: int = 256, embedding_pool: bool = True,
-                     limit: int | None = None,
-                     device=None, name: str = "text_classifier", seed: int = 0, command: str = "",
+                     limit: int | None = None, device=None, name: str = "text_classifier", seed: int = 0,
+                     command: str = "",
                      show_progress: bool = True, time_budget_s: float | None = None) -> dict:
     device = pick_device(device)
     torch.manual_seed(seed)
@@ -89,12 +80,12 @@ def train_classifier(data_root: Path, out_dir: Path, *, epochs: int = 8, batch_s
     if limit:
         train, val = train.select(list(range(min(limit, len(train))))), val.select(list(range(min(limit, len(val)))))
     tokenizer = Tokenizer.build(train.texts)
-    labelled = _labelled(train)
+    labelled = labelled_rows(train)
     encoded = {i: tokenizer.encode(train.texts[i], TRAIN_MAX_TOKENS) or [PAD_ID] for i in labelled}
     pool = [i for i in labelled for _ in range(DESCRIPTION_REPEAT if train.kinds[i] == "description" else 1)]
     log.info("train: %d labelled texts (%d with descriptions repeated), val: %d, vocabulary %d, device %s",
              len(labelled), len(pool), len(val), len(tokenizer), device)
-    model = TextClassifier(len(tokenizer), {h: len(n) for h, n in HEAD_LABELS.items()},
+    model = TextClassifier(len(tokenizer), {h: len(n) for h, n in TEXT_HEADS.items()},
                            embed_dim=embed_dim, hidden=hidden, embedding_pool=embedding_pool).to(device)
     steps = max(1, -(-len(pool) // batch_size))
 
@@ -103,17 +94,14 @@ def train_classifier(data_root: Path, out_dir: Path, *, epochs: int = 8, batch_s
             rows = [pool[j] for j in batch]
             ids, lengths = pad_batch([encoded[i] for i in rows])
             index = torch.tensor(rows)
-            yield ids.to(device), lengths, {h: train.labels[h][index].to(device) for h in HEAD_LABELS}
+            yield ids.to(device), lengths, {h: train.labels[h][index].to(device) for h in TEXT_HEADS}
 
     def step(model, batch):
         ids, lengths, targets = batch
-        out = model(ids, lengths)
-        # A batch may hold no label for a head; cross_entropy is then NaN.
-        return sum(torch.nan_to_num(F.cross_entropy(out[h].float(), targets[h], ignore_index=-1,
-                                                    label_smoothing=0.1)) for h in HEAD_LABELS)
+        return _heads_loss(model(ids, lengths), targets)
 
     def evaluate(model):
-        report = evaluate_classifier(model, tokenizer, val, device)
+        report = text_classifier_report(model, tokenizer, val, device)
         scores = {f"val_{k}": r["accuracy"] or 0.0 for k, r in report.items()}
         return {**scores, "score": sum(scores.values())}
 
@@ -121,29 +109,16 @@ def train_classifier(data_root: Path, out_dir: Path, *, epochs: int = 8, batch_s
                  param_groups=[{"params": model.parameters(), "lr": lr}], weight_decay=0.01,
                  warmup_epochs=0.3, evaluate=evaluate, show_progress=show_progress,
                  time_budget_s=time_budget_s)
-    report = evaluate_classifier(model, tokenizer, val, device)
-    card = {
-        "name": name,
-        "architecture": f"token embedding {embed_dim} -> bidirectional GRU {hidden} -> additive attention "
-                        "pooling + max pooling over time" + (" + mean of the embeddings" if embedding_pool else "")
-                        + " -> linear subject and style heads",
-        "config": {"vocab_size": len(tokenizer), "embed_dim": embed_dim, "hidden": hidden,
-                   "embedding_pool": embedding_pool, "heads": {h: len(n) for h, n in HEAD_LABELS.items()}},
-        "labels": {h: list(n) for h, n in HEAD_LABELS.items()},
-        "vocabulary": vocab_path(Path(name)).name,
-        "tokenizer": "lower case, accents folded, punctuation and digits split; known words, else the "
-                     "longest known sub-word pieces, else characters (<unk> only for unseen characters)",
-        "training_data": {
-            "titles": "WikiArt titles (wikiart_titles.csv): style label where the style is one of the 7, "
-                      "subject where the genre maps (see artlab.data.text.GENRE_TO_SUBJECT)",
-            "descriptions": "SemArt descriptions and titles (semart.csv), subject from the type",
-            "split": f"by painting: md5 of artist + title, {text_data.VAL_FRACTION:.0%} to validation",
-            "train_texts": len(labelled)},
-        "training": {"epochs_run": len(result.history), "best_epoch": result.best_epoch,
-                     "batch_size": batch_size, "lr": lr, "history": result.history},
-        "metrics": {"val": report},
-        "command": command or " ".join(sys.argv),
-    }
+    card = make_card(
+        name, architecture=f"token embedding {embed_dim} -> bidirectional GRU {hidden} -> additive attention "
+        "pooling + max pooling over time" + (" + mean of the embeddings" if embedding_pool else "")
+        + " -> linear subject and style heads",
+        config={"vocab_size": len(tokenizer), "embed_dim": embed_dim, "hidden": hidden,
+                "embedding_pool": embedding_pool, "heads": {h: len(n) for h, n in TEXT_HEADS.items()}},
+        labels={h: list(n) for h, n in TEXT_HEADS.items()}, vocabulary=vocab_path(Path(name)).name,
+        tokenizer=TOKENIZER_NOTE, training_data={**TEXT_DATA_NOTE, "train_texts": len(labelled)},
+        training=history_record(result, batch_size=batch_size, lr=lr),
+        metrics={"val": text_classifier_report(model, tokenizer, val, device)}, command=command)
     save_checkpoint(model, out_dir / name, card)
     tokenizer.save(vocab_path(out_dir / name))
     return card
@@ -186,33 +161,6 @@ def word_salad(word_count: int, word_pool: list[list[int]], rng: random.Random, 
     return ids[:max_tokens]
 
 
-def token_accuracy(predicted: list[list[int]], target: list[list[int]]) -> float:
-    """Position-wise matches over the longer of the two sequences, summed over all texts
-    (a missing or extra token counts as a miss)."""
-    hits = sum(sum(a == b for a, b in zip(p, t)) for p, t in zip(predicted, target))
-    total = sum(max(len(p), len(t)) for p, t in zip(predicted, target))
-    return hits / total if total else 0.0
-
-
-def clean_short_titles(texts: text_data.TextSet, max_words: int = 12) -> list[str]:
-    """Distinct titles (WikiArt and SemArt) of at most max_words words: what the autoencoder is scored on."""
-    seen, out = set(), []
-    for text, kind in zip(texts.texts, texts.kinds):
-        key = normalize(text)
-        if kind != "description" and key and key not in seen and len(normalize_words(text)) <= max_words:
-            seen.add(key)
-            out.append(text)
-    return out
-
-
-def evaluate_autoencoder(model, tokenizer, titles: list[str], device) -> dict:
-    targets = [tokenizer.encode(t, AE_MAX_TOKENS) for t in titles]
-    rebuilt = reconstruct_ids(model, targets, device)
-    exact = sum(p == t for p, t in zip(rebuilt, targets)) / max(1, len(targets))
-    return {"token_accuracy": round(token_accuracy(rebuilt, targets), 4), "exact_match": round(exact, 4),
-            "count": len(targets)}
-
-
 def train_autoencoder(data_root: Path, out_dir: Path, *, epochs: int = 12, batch_size: int = 128,
                       lr: float = 3e-3, embed_dim: int = 128, hidden: int = 256, code_dim: int = 256,
                       decoder_hidden: int = 384, slots: int = 0, noise: float = 0.1, salad: float = 0.0,
@@ -224,45 +172,17 @@ def train_autoencoder(data_root: Path, out_dir: Path, *, epochs: int = 12, batch
     device = pick_device(device)
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    train = text_data.load_text_data(data_root, "train")
-    val = text_data.load_text_data(data_root, "val")
-    titles = clean_short_titles(train, max_words=16)
-    val_titles = clean_short_titles(val)
+    titles = clean_short_titles(text_data.load_text_data(data_root, "train"), max_words=16)
+    val_titles = clean_short_titles(text_data.load_text_data(data_root, "val"))
     if limit:
         titles, val_titles = titles[:limit], val_titles[:limit]
-    if init:
-        from artlab.inference.text import load_text_autoencoder
-        start, tokenizer, init_card = load_text_autoencoder(init, "cpu")
-        config = init_card["config"]
-        embed_dim, hidden, code_dim, decoder_hidden = (config["embed_dim"], config["hidden"], config["code_dim"],
-                                                       config["decoder_hidden"])
-        slots = config.get("slots", 0)
-    else:
-        tokenizer = Tokenizer.build(titles)
-    encoded = [tokenizer.encode(t, AE_MAX_TOKENS) for t in titles]
-    starts = [tokenizer.word_starts(ids) for ids in encoded]
-    title_words = [split_words(ids, st) for ids, st in zip(encoded, starts)]
-    word_pool = [word for words in title_words for word in words]
+    sizes = {"embed_dim": embed_dim, "hidden": hidden, "code_dim": code_dim, "decoder_hidden": decoder_hidden,
+             "slots": slots}
+    model, tokenizer, sizes, init_card = _start_autoencoder(init, titles, sizes)
+    model.to(device)
     log.info("autoencoder: %d distinct train titles, %d val titles, vocabulary %d",
              len(titles), len(val_titles), len(tokenizer))
-    model = TextAutoencoder(len(tokenizer), embed_dim=embed_dim, hidden=hidden, code_dim=code_dim,
-                            decoder_hidden=decoder_hidden, slots=slots)
-    if init:
-        model.load_state_dict(start.state_dict())
-    model.to(device)
-    steps = max(1, -(-len(encoded) // batch_size))
-
-    def batches(epoch):
-        for batch in length_batches([len(s) for s in encoded], batch_size, rng):
-            clean = [word_salad(len(title_words[i]), word_pool, rng, AE_MAX_TOKENS) if rng.random() < salad
-                     else encoded[i] for i in batch]
-            # Half the texts go in clean, so the code also learns to copy exactly.
-            noisy = [add_noise(ids, tokenizer.word_starts(ids), rng, noise, noise) if rng.random() < 0.5 else ids
-                     for ids in clean]
-            ids, lengths = pad_batch(noisy)
-            target, _ = pad_batch([c + [EOS_ID] for c in clean])
-            decoder_in, _ = pad_batch([[BOS_ID] + c for c in clean])
-            yield ids.to(device), lengths, decoder_in.to(device), target.to(device)
+    batches = _DenoisingBatches(tokenizer, titles, batch_size, rng, noise, salad, device)
 
     def step(model, batch):
         ids, lengths, decoder_in, target = batch
@@ -270,149 +190,80 @@ def train_autoencoder(data_root: Path, out_dir: Path, *, epochs: int = 12, batch
         return F.cross_entropy(logits.float().flatten(0, 1), target.flatten(), ignore_index=PAD_ID)
 
     def evaluate(model):
-        metrics = evaluate_autoencoder(model, tokenizer, val_titles[:2000], device)
+        metrics = text_autoencoder_report(model, tokenizer, val_titles[:2000], device)
         return {"val_token_accuracy": metrics["token_accuracy"], "score": metrics["token_accuracy"]}
 
-    result = fit(model, batches, step, epochs=epochs, steps_per_epoch=steps, device=device,
+    result = fit(model, batches, step, epochs=epochs, steps_per_epoch=batches.steps, device=device,
                  param_groups=[{"params": model.parameters(), "lr": lr}], weight_decay=0.0,
                  warmup_epochs=0.3, evaluate=evaluate, show_progress=show_progress,
                  time_budget_s=time_budget_s)
-    metrics = evaluate_autoencoder(model, tokenizer, val_titles, device)
-    card = {
-        "name": name,
-        "architecture": f"denoising seq2seq: embedding {embed_dim} -> bidirectional GRU {hidden} -> "
-                        + (f"fixed code of {slots} slots x {code_dim // slots} values (tanh; attention with "
-                           "learned, position-aware queries over the encoder states)" if slots else
-                           f"fixed code of {code_dim} values (tanh)")
-                        + f" -> GRU decoder {decoder_hidden} fed the code at every step"
-                        + (", reading the slots back by attention" if slots else "")
-                        + ", output tied to the embedding; greedy decoding",
-        "config": {"vocab_size": len(tokenizer), "embed_dim": embed_dim, "hidden": hidden,
-                   "code_dim": code_dim, "decoder_hidden": decoder_hidden, "slots": slots,
-                   "max_tokens": AE_MAX_TOKENS},
-        "vocabulary": vocab_path(Path(name)).name,
-        "training_data": {"titles": f"{len(titles)} distinct WikiArt and SemArt titles of the train split "
-                                    "(by painting), at most 16 words",
-                          "noise": f"half the inputs: each word dropped with p={noise}, neighbours "
-                                   f"swapped with p={noise}; target: the clean title",
-                          "word_salad": f"{salad:.0%} of each batch: made-up texts of as many random "
-                                        "title words as the title they replace (learning to copy, not "
-                                        "to recite)"},
-        "training": {"epochs_run": len(result.history), "best_epoch": result.best_epoch,
-                     "batch_size": batch_size, "lr": lr, "salad": salad, "history": result.history,
-                     "continued_from": init_card["training"] if init else None},
-        "metrics": {"val": {"clean_titles_up_to_12_words": metrics}},
-        "command": command or " ".join(sys.argv),
-    }
+    metrics = text_autoencoder_report(model, tokenizer, val_titles, device)
+    card = _autoencoder_card(name, sizes, len(tokenizer), len(titles), noise, salad, command,
+                             history_record(result, batch_size=batch_size, lr=lr, salad=salad,
+                                            continued_from=init_card["training"] if init_card else None),
+                             {"val": {"clean_titles_up_to_12_words": metrics}})
     save_checkpoint(model, out_dir / name, card)
     tokenizer.save(vocab_path(out_dir / name))
     return card
 
 
-# ------------------------------------------------------------------ bag-of-words baseline
+def _start_autoencoder(init, titles: list[str], sizes: dict) -> tuple[TextAutoencoder, Tokenizer, dict, dict | None]:
+    """A fresh model of `sizes` with a vocabulary built from `titles`; or, with `init` (a weights folder),
+    the model, vocabulary and sizes that training continues from, and that model's card."""
+    if not init:
+        tokenizer = Tokenizer.build(titles)
+        return TextAutoencoder(len(tokenizer), **sizes), tokenizer, sizes, None
+    from artlab.inference.text import load_text_autoencoder
 
-def bow_baseline(train: text_data.TextSet, val: text_data.TextSet, epochs: int = 20, seed: int = 0) -> dict:
-    """Logistic regression on bags of words (words seen twice in training), one per head, in torch.
-
-    Trained on the same texts as the RNN, measured on the same validation tasks."""
-    counts: dict[str, int] = {}
-    for text in train.texts:
-        for word in set(normalize_words(text)):
-            counts[word] = counts.get(word, 0) + 1
-    vocab = {w: i for i, w in enumerate(w for w, c in counts.items() if c >= 2)}
-    return bag_regression(train, val, lambda t: sorted({vocab[w] for w in normalize_words(t) if w in vocab}),
-                          len(vocab), epochs=epochs, seed=seed)
-
-
-def _bags(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows of feature ids as EmbeddingBag's (flat ids, offsets)."""
-    lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
-    offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)[:-1]])
-    return torch.tensor([i for r in rows for i in r], dtype=torch.long), offsets
+    start, tokenizer, init_card = load_text_autoencoder(init, "cpu")
+    saved = init_card["config"]
+    sizes = {key: saved[key] for key in ("embed_dim", "hidden", "code_dim", "decoder_hidden")}
+    sizes["slots"] = saved.get("slots", 0)
+    model = TextAutoencoder(len(tokenizer), **sizes)
+    model.load_state_dict(start.state_dict())
+    return model, tokenizer, sizes, init_card
 
 
-def bag_regression(train: text_data.TextSet, val: text_data.TextSet, featurize, size: int, *, epochs: int = 20,
-                   lr: float = 0.02, l2: float = 1e-5, seed: int = 0, on_epoch=None) -> dict:
-    """Logistic regression on bags of feature ids, one per head, scored on VAL_TASKS after the last epoch.
+class _DenoisingBatches:
+    """batches(epoch) for the autoencoder: titles of similar length (a `salad` share swapped for
+    made-up texts of random title words), half of them noised; the target is the clean text."""
 
-    featurize(text) gives a text's distinct feature ids below `size`. With on_epoch, the model is
-    also scored after every epoch and on_epoch(head, epoch, reports) sees those reports."""
-    torch.manual_seed(seed)
-    train_rows = [featurize(t) for t in train.texts]
-    val_flat, val_offsets = _bags([featurize(t) for t in val.texts])
-    report = {}
-    for head, names in HEAD_LABELS.items():
-        keep = [i for i in _labelled(train) if train.labels[head][i] >= 0]
-        target = train.labels[head][torch.tensor(keep)]
-        model = torch.nn.EmbeddingBag(size, len(names), mode="sum")
-        torch.nn.init.zeros_(model.weight)
-        bias = torch.nn.Parameter(torch.zeros(len(names)))
-        optimizer = torch.optim.Adam([model.weight, bias], lr=lr)
+    def __init__(self, tokenizer, titles, batch_size, rng, noise, salad, device):
+        self.tokenizer, self.batch_size, self.rng, self.device = tokenizer, batch_size, rng, device
+        self.noise, self.salad = noise, salad
+        self.encoded = [tokenizer.encode(t, AE_MAX_TOKENS) for t in titles]
+        self.title_words = [split_words(ids, tokenizer.word_starts(ids)) for ids in self.encoded]
+        self.word_pool = [word for words in self.title_words for word in words]
+        self.steps = max(1, -(-len(self.encoded) // batch_size))
 
-        def score() -> dict:
-            with torch.no_grad():
-                predicted = (model(val_flat, val_offsets) + bias).argmax(1)
-            scores = {}
-            for name, task_head, kinds in VAL_TASKS:
-                index = torch.tensor(_subset(val, head, kinds), dtype=torch.long)
-                if task_head == head and len(index):
-                    scores[name] = classification_report(predicted[index], val.labels[head][index], names)
-            return scores
-
-        for epoch in range(epochs):
-            for batch in torch.randperm(len(keep)).split(512):
-                logits = model(*_bags([train_rows[keep[j]] for j in batch.tolist()])) + bias
-                loss = F.cross_entropy(logits, target[batch])
-                if l2:
-                    loss = loss + l2 * model.weight.pow(2).sum()
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-            if on_epoch:
-                on_epoch(head, epoch + 1, score())
-        report.update(score())
-    return report
+    def __call__(self, epoch):
+        rng = self.rng
+        for batch in length_batches([len(s) for s in self.encoded], self.batch_size, rng):
+            clean = [word_salad(len(self.title_words[i]), self.word_pool, rng, AE_MAX_TOKENS)
+                     if rng.random() < self.salad else self.encoded[i] for i in batch]
+            # Half the texts go in clean, so the code also learns to copy exactly.
+            noisy = [add_noise(ids, self.tokenizer.word_starts(ids), rng, self.noise, self.noise)
+                     if rng.random() < 0.5 else ids for ids in clean]
+            ids, lengths = pad_batch(noisy)
+            target, _ = pad_batch([c + [EOS_ID] for c in clean])
+            decoder_in, _ = pad_batch([[BOS_ID] + c for c in clean])
+            yield ids.to(self.device), lengths, decoder_in.to(self.device), target.to(self.device)
 
 
-# ------------------------------------------------------------------ evaluate-text
-
-def evaluate_text(data_root: Path, weights=None, baseline: bool = True, device=None) -> dict:
-    """The shipped (or given) text models on the by-painting validation split, and the baseline."""
-    from artlab.inference.text import load_text_autoencoder, load_text_classifier
-
-    device = pick_device(device)
-    val = text_data.load_text_data(data_root, "val")
-    model, tokenizer, card = load_text_classifier(weights, device)
-    report = {"data": str(data_root), "split": "val (by painting)",
-              "classifier": evaluate_classifier(model, tokenizer, val, device)}
-    try:
-        ae, ae_tokenizer, _ = load_text_autoencoder(weights, device)
-        report["autoencoder"] = evaluate_autoencoder(ae, ae_tokenizer, clean_short_titles(val), device)
-    except WeightsError as e:
-        log.warning("no text autoencoder: %s", e)
-    if baseline:
-        report["baseline_bow_logreg"] = bow_baseline(text_data.load_text_data(data_root, "train"), val)
-    return report
-
-
-def print_text_report(report: dict) -> None:
-    from artlab.training.metrics import format_confusion
-
-    baseline = report.get("baseline_bow_logreg", {})
-    print(f"text models on {report['data']}, {report['split']}")
-    print(f"{'task':<22} {'count':>6} {'RNN':>7} {'BoW-LR':>7}")
-    for task, result in report["classifier"].items():
-        base = baseline.get(task, {}).get("accuracy")
-        print(f"{task:<22} {result['count']:>6} {result['accuracy']:>7.4f} "
-              f"{base if base is None else format(base, '>7.4f')}")
-    for task, result in report["classifier"].items():
-        print(f"\n{task}: per-class accuracy")
-        for name, value in result["per_class"].items():
-            base = baseline.get(task, {}).get("per_class", {}).get(name)
-            print(f"  {name:<20} {'-' if value is None else format(value, '.4f'):>7}   "
-                  f"(BoW-LR {'-' if base is None else format(base, '.4f')})")
-        print(format_confusion(result))
-    if "autoencoder" in report:
-        ae = report["autoencoder"]
-        print(f"\ntext autoencoder on {ae['count']} clean val titles of <= 12 words: "
-              f"token accuracy {ae['token_accuracy']:.4f}, exact match {ae['exact_match']:.4f}")
+def _autoencoder_card(name, sizes, vocab_size, titles, noise, salad, command, training, metrics) -> dict:
+    slots, code_dim = sizes["slots"], sizes["code_dim"]
+    code = (f"fixed code of {slots} slots x {code_dim // slots} values (tanh; attention with learned, "
+            "position-aware queries over the encoder states)" if slots else f"fixed code of {code_dim} values (tanh)")
+    return make_card(
+        name, architecture=f"denoising seq2seq: embedding {sizes['embed_dim']} -> bidirectional GRU "
+        f"{sizes['hidden']} -> {code} -> GRU decoder {sizes['decoder_hidden']} fed the code at every step"
+        + (", reading the slots back by attention" if slots else "") + ", output tied to the embedding; greedy decoding",
+        config={"vocab_size": vocab_size, **sizes, "max_tokens": AE_MAX_TOKENS},
+        vocabulary=vocab_path(Path(name)).name,
+        training_data={"titles": f"{titles} distinct WikiArt and SemArt titles of the train split "
+                                 "(by painting), at most 16 words",
+                       "noise": f"half the inputs: each word dropped with p={noise}, neighbours "
+                                f"swapped with p={noise}; target: the clean title",
+                       "word_salad": f"{salad:.0%} of each batch: made-up texts of as many random title words "
+                                     "as the title they replace (learning to copy, not to recite)"},
+        training=training, metrics=metrics, command=command)
