@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from artlab.checkpoints import WeightsError, load_into, read_card, resolve
+from artlab.checkpoints import Checkpoint, WeightsError
 from artlab.device import pick_device
 from artlab.models.text import TextAutoencoder, TextClassifier
 from artlab.tokenizer import Tokenizer, TokenizerError, pad_batch
@@ -47,26 +47,27 @@ def _load_tokenizer(path: Path, card: dict) -> Tokenizer:
 
 
 def load_text_classifier(weights=None, device=None) -> tuple[TextClassifier, Tokenizer, dict]:
-    path = resolve(weights, CLASSIFIER_NAME)
-    card = read_card(path)
+    """`weights`: a folder (None: the default weights) or a Checkpoint."""
+    checkpoint = Checkpoint.find(weights, CLASSIFIER_NAME)
+    path, card = checkpoint.path, checkpoint.card
     config = card.get("config", {})
     tokenizer = _load_tokenizer(path, card)
     heads = {name: len(labels) for name, labels in card["labels"].items()}
     model = TextClassifier(len(tokenizer), heads, embed_dim=config["embed_dim"], hidden=config["hidden"],
                            embedding_pool=config.get("embedding_pool", False))
-    load_into(model, path)
+    checkpoint.load_into(model)
     return model.float().eval().to(pick_device(device)), tokenizer, card
 
 
 def load_text_autoencoder(weights=None, device=None) -> tuple[TextAutoencoder, Tokenizer, dict]:
-    path = resolve(weights, AUTOENCODER_NAME)
-    card = read_card(path)
+    checkpoint = Checkpoint.find(weights, AUTOENCODER_NAME)
+    path, card = checkpoint.path, checkpoint.card
     config = card.get("config", {})
     tokenizer = _load_tokenizer(path, card)
     model = TextAutoencoder(len(tokenizer), embed_dim=config["embed_dim"], hidden=config["hidden"],
                             code_dim=config["code_dim"], decoder_hidden=config["decoder_hidden"],
                             slots=config.get("slots", 0))
-    load_into(model, path)
+    checkpoint.load_into(model)
     return model.float().eval().to(pick_device(device)), tokenizer, card
 
 
@@ -113,11 +114,12 @@ class TextModels:
 
     def __init__(self, weights=None, device=None, autoencoder: bool = True):
         self.device = pick_device(device)
-        self.classifier, self.tokenizer, self.card = load_text_classifier(weights, self.device)
+        self.checkpoint = Checkpoint.find(weights, CLASSIFIER_NAME)   # resolved once, passed down
+        self.classifier, self.tokenizer, self.card = load_text_classifier(self.checkpoint, self.device)
         self.labels = {head: tuple(names) for head, names in self.card["labels"].items()}
         self.autoencoder = self.ae_tokenizer = self.ae_card = None
         if autoencoder:
-            self.autoencoder, self.ae_tokenizer, self.ae_card = load_text_autoencoder(weights, self.device)
+            self.autoencoder, self.ae_tokenizer, self.ae_card = load_text_autoencoder(self.checkpoint, self.device)
         self.lock = threading.Lock()
 
     def analyze(self, texts: list[str], reconstruct: bool = True) -> list[dict]:
@@ -169,5 +171,10 @@ class TextModels:
 
 def model_info(weights=None) -> dict:
     """The cards of the text models at `weights`, for the About tab."""
-    return {name: read_card(resolve(weights, name)) for name in (CLASSIFIER_NAME, AUTOENCODER_NAME)
-            if Path(resolve(weights, name)).with_suffix(".json").exists()}
+    cards = {}
+    for name in (CLASSIFIER_NAME, AUTOENCODER_NAME):
+        try:
+            cards[name] = Checkpoint.find(weights, name).card
+        except WeightsError:
+            pass   # absent: the text side is optional
+    return cards
