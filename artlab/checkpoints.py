@@ -29,6 +29,13 @@ LICENCE_NOTE = (
 )
 
 
+# The checkpoints a weights folder holds, each <name>.safetensors + <name>.json.
+CLASSIFIER_NAME = "art_classifier"
+AUTOENCODER_NAME = "art_autoencoder"
+TEXT_CLASSIFIER_NAME = "text_classifier"
+TEXT_AUTOENCODER_NAME = "text_autoencoder"
+
+
 class WeightsError(RuntimeError):
     """A checkpoint is missing, corrupt or does not match its card."""
 

@@ -13,7 +13,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from artlab.checkpoints import Checkpoint, WeightsError
+from artlab.checkpoints import (
+    AUTOENCODER_NAME,
+    CLASSIFIER_NAME,
+    Checkpoint,
+    WeightsError,
+)
 from artlab.data.transforms import resize_for_eval
 from artlab.device import inference_dtype, pick_device
 from artlab.images import denormalize, letterbox, load_image, normalize, to_uint8_tensor
@@ -26,8 +31,6 @@ from artlab.models.classifier import ArtClassifier
 
 log = logging.getLogger(__name__)
 
-CLASSIFIER_NAME = "art_classifier"
-AUTOENCODER_NAME = "art_autoencoder"
 
 
 @torch.inference_mode()

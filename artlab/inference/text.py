@@ -14,15 +14,18 @@ from pathlib import Path
 
 import torch
 
-from artlab.checkpoints import Checkpoint, WeightsError
+from artlab.checkpoints import (
+    TEXT_AUTOENCODER_NAME,
+    TEXT_CLASSIFIER_NAME,
+    Checkpoint,
+    WeightsError,
+)
 from artlab.device import pick_device
 from artlab.models.text import TextAutoencoder, TextClassifier
 from artlab.tokenizer import Tokenizer, TokenizerError, pad_batch
 
 log = logging.getLogger(__name__)
 
-CLASSIFIER_NAME = "text_classifier"
-AUTOENCODER_NAME = "text_autoencoder"
 MAX_CHARS = 20_000        # longer texts are cut here first (a 1 MB paste is answered at once)
 MAX_TOKENS = 512          # what the classifier reads at most
 AE_MAX_TOKENS = 32        # the autoencoder was trained on titles: it rebuilds at most this many tokens
@@ -48,7 +51,7 @@ def _load_tokenizer(path: Path, card: dict) -> Tokenizer:
 
 def load_text_classifier(weights=None, device=None) -> tuple[TextClassifier, Tokenizer, dict]:
     """`weights`: a folder (None: the default weights) or a Checkpoint."""
-    checkpoint = Checkpoint.find(weights, CLASSIFIER_NAME)
+    checkpoint = Checkpoint.find(weights, TEXT_CLASSIFIER_NAME)
     path, card = checkpoint.path, checkpoint.card
     config = card.get("config", {})
     tokenizer = _load_tokenizer(path, card)
@@ -60,7 +63,7 @@ def load_text_classifier(weights=None, device=None) -> tuple[TextClassifier, Tok
 
 
 def load_text_autoencoder(weights=None, device=None) -> tuple[TextAutoencoder, Tokenizer, dict]:
-    checkpoint = Checkpoint.find(weights, AUTOENCODER_NAME)
+    checkpoint = Checkpoint.find(weights, TEXT_AUTOENCODER_NAME)
     path, card = checkpoint.path, checkpoint.card
     config = card.get("config", {})
     tokenizer = _load_tokenizer(path, card)
@@ -114,7 +117,7 @@ class TextModels:
 
     def __init__(self, weights=None, device=None, autoencoder: bool = True):
         self.device = pick_device(device)
-        self.checkpoint = Checkpoint.find(weights, CLASSIFIER_NAME)   # resolved once, passed down
+        self.checkpoint = Checkpoint.find(weights, TEXT_CLASSIFIER_NAME)   # resolved once, passed down
         self.classifier, self.tokenizer, self.card = load_text_classifier(self.checkpoint, self.device)
         self.labels = {head: tuple(names) for head, names in self.card["labels"].items()}
         self.autoencoder = self.ae_tokenizer = self.ae_card = None
@@ -172,7 +175,7 @@ class TextModels:
 def model_info(weights=None) -> dict:
     """The cards of the text models at `weights`, for the About tab."""
     cards = {}
-    for name in (CLASSIFIER_NAME, AUTOENCODER_NAME):
+    for name in (TEXT_CLASSIFIER_NAME, TEXT_AUTOENCODER_NAME):
         try:
             cards[name] = Checkpoint.find(weights, name).card
         except WeightsError:

@@ -14,9 +14,8 @@ import shutil
 from pathlib import Path
 
 from artlab import paths
-from artlab.checkpoints import WeightsError, read_card
+from artlab.checkpoints import CLASSIFIER_NAME, WeightsError, read_card
 from artlab.files import atomic_write_text
-from artlab.inference.image import CLASSIFIER_NAME
 
 ACTIVE_FILE = "active.json"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

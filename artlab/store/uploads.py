@@ -18,9 +18,9 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from artlab.checkpoints import WeightsError, read_tensors
+from artlab.checkpoints import CLASSIFIER_NAME, WeightsError, read_tensors
 from artlab.images import IMAGE_SUFFIXES, ImageError, load_image
-from artlab.inference.image import CLASSIFIER_NAME, load_classifier
+from artlab.inference.image import load_classifier
 from artlab.training.finetune import (
     IGNORED_FOLDERS,
     MAX_CLASSES,

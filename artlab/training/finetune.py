@@ -31,11 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from artlab.checkpoints import save_checkpoint
+from artlab.checkpoints import CLASSIFIER_NAME, save_checkpoint
 from artlab.data import folders, transforms
 from artlab.device import pick_device
 from artlab.images import list_images
-from artlab.inference.image import CLASSIFIER_NAME, classifier_probs, load_classifier
+from artlab.inference.image import classifier_probs, load_classifier
 from artlab.models.classifier import ArtClassifier
 from artlab.training.loop import fit
 from artlab.training.metrics import classification_report
