@@ -284,9 +284,12 @@ def held_out_probs(model: ArtClassifier, images: torch.Tensor, size: int, device
 
 
 def _head_probs(head: nn.Module, feats: torch.Tensor) -> torch.Tensor:
-    """The same from cached neck vectors (plain and mirror views)."""
+    """The same from cached neck vectors (plain and mirror views), on the CPU like held_out_probs.
+
+    The cache lives on the CPU; the head is wherever its model is (the GPU once it is back in it)."""
+    device = next(head.parameters()).device
     with torch.inference_mode():
-        return (head(feats[0]).softmax(1) + head(feats[-1]).softmax(1)) / 2
+        return ((head(feats[0].to(device)).softmax(1) + head(feats[-1].to(device)).softmax(1)) / 2).cpu()
 
 
 def resolve_depth(depth: str | int, train_counts: dict[str, int], max_blocks: int,
