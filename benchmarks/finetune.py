@@ -37,6 +37,7 @@ def main() -> int:
     parser.add_argument("--per-class", type=int, default=30)
     parser.add_argument("--test", type=int, default=100, help="held-out test images per class (from val)")
     parser.add_argument("--device", help="passed to finetune and the scoring (default: the best available)")
+    parser.add_argument("--depth", help="passed to finetune (default: its own, auto)")
     parser.add_argument("--json", type=Path, default=ROOT / "runs" / "benchmarks" / "finetune.json")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -57,6 +58,8 @@ def main() -> int:
             command += ["--base", args.weights]
         if args.device:
             command += ["--device", args.device]
+        if args.depth:
+            command += ["--depth", args.depth]
         started = time.perf_counter()
         result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT,
                                 env={**os.environ, "PYTHONPATH": str(ROOT)})

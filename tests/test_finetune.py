@@ -158,7 +158,7 @@ def test_deeper_finetune_drops_the_stale_base_heads(tiny_weights, tmp_path):
 def test_auto_depth_goes_deeper_only_with_enough_data_on_a_gpu():
     from artlab.training.finetune import resolve_depth
 
-    few, many = {"a": 20, "b": 30}, {"a": 120, "b": 150}
+    few, many = {"a": 10, "b": 30}, {"a": 24, "b": 24}      # many: the 3 x 30 job after its held-out split
     assert resolve_depth("auto", few, 16, torch.device("cuda")) == 0
     assert resolve_depth("auto", many, 16, torch.device("cuda")) == 2
     assert resolve_depth("auto", many, 16, torch.device("cpu")) == 0

@@ -387,7 +387,7 @@ def build_train_tab(ctx=None, active_weights: gr.State | None = None, *, models_
             batch = gr.Slider(4, 128, value=32, step=4, label="Batch size")
             depth = gr.Dropdown(DEPTHS, value="auto", label="How deep to fine-tune",
                                 info="head: the new head only (seconds); auto: on a GPU, the last blocks too with "
-                                     "≥ 100 images per class; a number: that many last blocks (slower)")
+                                     "≥ 20 training images per class; a number: that many last blocks (slower)")
     with gr.Row():
         train_btn = gr.Button("Train", variant="primary")
         stop_btn = gr.Button("Stop (keep the best so far)", variant="stop")
