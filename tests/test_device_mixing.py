@@ -6,23 +6,22 @@ would on a real GPU. Each test runs the real function end to end, with real numb
 import numpy as np
 import pytest
 import torch
+from conftest import make_image
 from PIL import Image
 from torch import nn
+from virtual_cuda import CudaOnCpu, DeviceMismatch, virtual_cuda
 
 from artlab.bulk import bulk_index
-from artlab.evaluate import evaluate_folder
-from artlab.finetune import FinetuneConfig, finetune
-from artlab.gallery import Gallery
 from artlab.images import letterbox, list_images, to_uint8_tensor
-from artlab.inference import ArtModels
-from artlab.soup import soup_classifier
-from artlab.text_inference import TextModels
-from artlab.train_image import train_autoencoder, train_classifier
-from artlab.train_text import evaluate_text
-from artlab.train_text import train_autoencoder as train_text_autoencoder
-from artlab.train_text import train_classifier as train_text_classifier
-from conftest import make_image
-from virtual_cuda import CudaOnCpu, DeviceMismatch, virtual_cuda
+from artlab.inference.image import ArtModels
+from artlab.inference.text import TextModels
+from artlab.store.gallery import Gallery
+from artlab.training.evaluate import evaluate_folder, evaluate_text
+from artlab.training.finetune import FinetuneConfig, finetune
+from artlab.training.image import train_autoencoder, train_classifier
+from artlab.training.soup import soup_classifier
+from artlab.training.text import train_autoencoder as train_text_autoencoder
+from artlab.training.text import train_classifier as train_text_classifier
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
               # torch.autocast("cuda") finds no real GPU here and runs in fp32: said once is enough
@@ -132,7 +131,7 @@ def test_soup_on_the_gpu(tiny_weights, class_folders, tmp_path):
 
 
 def test_image_training_on_the_gpu(class_folders, tmp_path, monkeypatch):
-    monkeypatch.setattr("artlab.train_image.load_imagenet_weights", lambda backbone: None)  # no download
+    monkeypatch.setattr("artlab.training.image.load_imagenet_weights", lambda backbone: None)  # no download
     with virtual_cuda():
         classifier = train_classifier(class_folders, tmp_path, epochs=1, batch_size=8, image_size=32, limit=1,
                                       device="cuda")
