@@ -249,7 +249,7 @@ def test_temporaries_of_a_dead_writer_are_removed_on_the_next_write(tmp_path):
     import subprocess
     import sys
 
-    from artlab.training.finetune import remove_stale_temporaries
+    from artlab.files import remove_stale
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True).stdout.strip()
@@ -259,5 +259,5 @@ def test_temporaries_of_a_dead_writer_are_removed_on_the_next_write(tmp_path):
     (stale / "art_classifier.safetensors").write_bytes(b"half")
     mine = tmp_path / f".model.{__import__('os').getpid()}.xyz.tmp"   # a live writer's: kept
     mine.mkdir()
-    remove_stale_temporaries(out)
+    remove_stale(out)
     assert not stale.exists() and mine.exists()

@@ -26,6 +26,14 @@ log = logging.getLogger(__name__)
 
 log = logging.getLogger(__name__)
 
+# What a curator's set of class folders (fine-tuning) may hold: fine-tuning, the Train tab's intake and
+# its checks all read these.
+MIN_CLASSES, MAX_CLASSES = 2, 50
+MIN_PER_CLASS = 5           # fewer cannot give both a training and a held-out image
+MAX_IMAGES = 5000           # all classes together; more belongs to `artlab train` on a GPU
+MAX_NAME_CHARS = 64
+IGNORED_FOLDERS = ("__MACOSX",)
+
 CACHE_SIZE = 224  # the side images are stored at in memory (the styles set is 224 px)
 
 

@@ -19,14 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from artlab.checkpoints import CLASSIFIER_NAME, WeightsError, read_tensors
+from artlab.data.folders import IGNORED_FOLDERS, MAX_CLASSES, MAX_IMAGES, MAX_NAME_CHARS
 from artlab.images import IMAGE_SUFFIXES, ImageError, load_image
 from artlab.inference.image import load_classifier
-from artlab.training.finetune import (
-    IGNORED_FOLDERS,
-    MAX_CLASSES,
-    MAX_IMAGES,
-    MAX_NAME_CHARS,
-)
 
 MAX_ZIP_FILES = MAX_IMAGES + 1000           # entries, including skipped ones
 MAX_ZIP_BYTES = 2 * 1024 ** 3               # total uncompressed size

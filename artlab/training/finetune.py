@@ -18,59 +18,55 @@ The output folder is written to a temporary sibling and renamed into place.
 """
 
 import logging
-import os
-import shutil
-import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from artlab.checkpoints import CLASSIFIER_NAME, save_checkpoint
-from artlab.data import folders, transforms
+from artlab.data.folders import (
+    IGNORED_FOLDERS,
+    MAX_CLASSES,
+    MAX_IMAGES,
+    MAX_NAME_CHARS,
+    MIN_CLASSES,
+    MIN_PER_CLASS,
+    ImageSet,
+    load_class_folders,
+)
 from artlab.device import pick_device
+from artlab.files import atomic_folder
 from artlab.images import list_images
-from artlab.inference.image import classifier_probs, load_classifier
+from artlab.inference.image import load_classifier
 from artlab.models.classifier import ArtClassifier
-from artlab.training.loop import fit
-from artlab.training.metrics import classification_report
+from artlab.training.cards import make_card
+from artlab.training.finetune_stages import (
+    HEAD,
+    Cancelled,
+    FinetuneConfig,
+    build_model,
+    head_probs,
+    head_report,
+    held_out_probs,
+    neck_features,
+    train_deep,
+    train_head,
+)
 
 log = logging.getLogger(__name__)
 
-HEAD = "labels"             # the name of the curator's head in the model and in predict's JSON
-MIN_CLASSES, MAX_CLASSES = 2, 50
-MIN_PER_CLASS = 5           # fewer cannot give both a training and a held-out image
-MAX_IMAGES = 5000           # all classes together; more belongs to `artlab train` on a GPU
-MAX_NAME_CHARS = 64
 # "auto" depth fine-tunes the last blocks on a GPU from this many training images per class (a curator's
 # 3 x 30 job keeps 24 per class after the held-out split); with fewer, the held-out set is too small to
 # pick the best deep epoch, and the head alone is safer.
 DEEP_MIN_PER_CLASS = 20
 DEEP_BLOCKS = 2             # how many of the last backbone blocks "auto" fine-tunes
-IGNORED_FOLDERS = ("__MACOSX",)
 
 
 class FinetuneError(ValueError):
     """Unusable fine-tuning data or settings; str() is a one-line message for people."""
-
-
-@dataclass
-class FinetuneConfig:
-    epochs: int = 60            # head epochs on cached features (each takes milliseconds)
-    lr: float = 3e-3
-    batch_size: int = 32
-    depth: str | int = "auto"   # "head", "auto", or how many of the last backbone blocks to fine-tune
-    deep_epochs: int = 8        # image epochs of the deeper stage
-    views: int = 1              # augmented views per training image in the feature cache (plus the plain one)
-    val_fraction: float = 0.2
-    patience: int = 10
-    seed: int = 0
-    device: str | None = None
 
 
 @dataclass
@@ -140,161 +136,6 @@ def stratified_split(labels: torch.Tensor, val_fraction: float, seed: int) -> tu
     return torch.cat(train).sort().values, torch.cat(val).sort().values
 
 
-def build_model(base: ArtClassifier, base_card: dict, classes: list[str], keep_base_heads: bool) -> ArtClassifier:
-    """A copy of `base` with a new "labels" head (and its own heads when they stay valid)."""
-    heads = {h: len(names) for h, names in base_card["labels"].items() if keep_base_heads and h != HEAD}
-    heads[HEAD] = len(classes)
-    config = base_card.get("config", {})
-    model = ArtClassifier(heads, embed_dim=config.get("embed_dim", 512), texture=config.get("texture", True),
-                          dropout=0.0, drop_path=0.0)
-    state = {k: v for k, v in base.state_dict().items() if not k.startswith(f"heads.{HEAD}.")
-             and (keep_base_heads or not k.startswith("heads."))}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    assert not unexpected and all(k.startswith(f"heads.{HEAD}.") for k in missing), (missing, unexpected)
-    return model
-
-
-@torch.inference_mode()
-def neck_features(model: ArtClassifier, images: torch.Tensor, size: int, device, views: int = 0,
-                  mirror: bool = False, batch_size: int = 64, should_stop=lambda: False,
-                  progress: Callable[[float], None] | None = None) -> torch.Tensor:
-    """Neck vectors of uint8 images: the plain view first, then `views` augmented ones (V x N x D).
-
-    With `mirror`, the second view is the mirror image (for held-out images, as predict does).
-    """
-    model.eval()
-    out = []
-    passes = 1 + (1 if mirror else views)
-    for v in range(passes):
-        chunks = []
-        for i in range(0, len(images), batch_size):
-            if should_stop():
-                raise _Cancelled()
-            batch = images[i:i + batch_size].to(device)
-            if v == 0 or mirror:
-                x = transforms.resize_for_eval(batch, size)
-                x = x.flip(3) if v == 1 else x
-            else:
-                x = transforms.augment(batch, size)
-            chunks.append(model.features(x.contiguous(memory_format=torch.channels_last))[1].float().cpu())
-            if progress:
-                progress((v * len(images) + i + len(batch)) / (passes * len(images)))
-        out.append(torch.cat(chunks))
-    return torch.stack(out)
-
-
-class _Cancelled(Exception):
-    """Stopped while caching features, before any head existed."""
-
-
-def _report(probs: torch.Tensor, target: torch.Tensor, classes: list[str]) -> dict:
-    report = classification_report(probs.argmax(1), target, tuple(classes))
-    report["loss"] = round(F.nll_loss(probs.clamp_min(1e-8).log(), target).item(), 4)
-    return report
-
-
-def _score(report: dict) -> float:
-    # Accuracy first; the held-out loss breaks ties (small held-out sets saturate accuracy),
-    # rounded so that a loss creeping down by crumbs does not hold off early stopping.
-    return (report["accuracy"] or 0.0) - 0.01 * round(min(report["loss"], 10.0), 2)
-
-
-def train_head(head: nn.Linear, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor,
-               val_y: torch.Tensor, classes: list[str], config: FinetuneConfig, should_stop, on_epoch):
-    """Fit the head on cached neck vectors; val_x is 2 x N x D (plain and mirror)."""
-    dropout_head = nn.Sequential(nn.Dropout(0.2), head)
-    generator = torch.Generator().manual_seed(config.seed)
-    batch_size = max(1, min(config.batch_size, len(train_x)))
-    steps = max(1, len(train_x) // batch_size)
-
-    def batches(epoch):
-        order = torch.randperm(len(train_x), generator=generator)
-        for i in range(steps):
-            idx = order[i * batch_size:(i + 1) * batch_size]
-            yield train_x[idx], train_y[idx]
-
-    def step(model, batch):
-        x, y = batch
-        return F.cross_entropy(model(x), y, label_smoothing=0.1)
-
-    def evaluate(model):
-        report = _report(_head_probs(head, val_x), val_y, classes)
-        return {"val_accuracy": report["accuracy"], "val_loss": report["loss"], "score": _score(report)}
-
-    return fit(dropout_head, batches, step, epochs=config.epochs, steps_per_epoch=steps,
-               param_groups=[{"params": head.parameters(), "lr": config.lr}], device=torch.device("cpu"),
-               weight_decay=1e-3, warmup_epochs=1.0, evaluate=evaluate, patience=config.patience,
-               should_stop=should_stop, on_epoch=on_epoch, show_progress=False)
-
-
-def train_deep(model: ArtClassifier, blocks: int, images: torch.Tensor, labels: torch.Tensor,
-               val_images: torch.Tensor, val_labels: torch.Tensor, classes: list[str], size: int, device,
-               config: FinetuneConfig, should_stop, on_epoch):
-    """Fine-tune the last `blocks` backbone blocks, the backbone's head conv, texture, neck and head."""
-    trainable = [f"backbone.blocks.{i}." for i in range(len(model.backbone.blocks) - blocks,
-                                                         len(model.backbone.blocks))]
-    trainable += ["backbone.head.", "texture.", "neck.", f"heads.{HEAD}."]
-    params = []
-    for name, p in model.named_parameters():
-        p.requires_grad_(any(name.startswith(prefix) for prefix in trainable))
-        if p.requires_grad:
-            params.append(p)
-    model.to(device).to(memory_format=torch.channels_last)
-    wrapped = _PartlyFrozen(model, trainable)
-    batch_size = max(1, min(config.batch_size, len(images)))
-    steps = max(1, len(images) // batch_size)
-
-    def batches(epoch):
-        order = torch.randperm(len(images))
-        for i in range(steps):
-            idx = order[i * batch_size:(i + 1) * batch_size]
-            x = transforms.augment(images[idx].to(device), size).contiguous(memory_format=torch.channels_last)
-            yield x, labels[idx].to(device)
-
-    def step(wrapped, batch):
-        x, y = batch
-        return F.cross_entropy(wrapped.model(x)[HEAD].float(), y, label_smoothing=0.1)
-
-    def evaluate(wrapped):
-        probs = held_out_probs(wrapped.model, val_images, size, device)
-        report = _report(probs, val_labels, classes)
-        return {"val_accuracy": report["accuracy"], "val_loss": report["loss"], "score": _score(report)}
-
-    return fit(wrapped, batches, step, epochs=config.deep_epochs, steps_per_epoch=steps, device=device,
-               param_groups=[{"params": params, "lr": config.lr / 10}], warmup_epochs=0.5, evaluate=evaluate,
-               patience=max(2, config.patience // 3), should_stop=should_stop, on_epoch=on_epoch)
-
-
-class _PartlyFrozen(nn.Module):
-    """Keeps the frozen layers in eval mode (their BatchNorm statistics fixed) when fit calls train()."""
-
-    def __init__(self, model: ArtClassifier, trainable: list[str]):
-        super().__init__()
-        self.model, self.trainable = model, trainable
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        for name, module in self.model.named_modules():
-            if name and not any((name + ".").startswith(prefix) or prefix.startswith(name + ".")
-                                for prefix in self.trainable):
-                module.eval()
-        return self
-
-
-def held_out_probs(model: ArtClassifier, images: torch.Tensor, size: int, device) -> torch.Tensor:
-    """Probabilities of the "labels" head, with the mirror pass that predict uses."""
-    return classifier_probs(model, images, size, device, tta=True)[HEAD]
-
-
-def _head_probs(head: nn.Module, feats: torch.Tensor) -> torch.Tensor:
-    """The same from cached neck vectors (plain and mirror views), on the CPU like held_out_probs.
-
-    The cache lives on the CPU; the head is wherever its model is (the GPU once it is back in it)."""
-    device = next(head.parameters()).device
-    with torch.inference_mode():
-        return ((head(feats[0].to(device)).softmax(1) + head(feats[-1].to(device)).softmax(1)) / 2).cpu()
-
-
 def resolve_depth(depth: str | int, train_counts: dict[str, int], max_blocks: int,
                   device: torch.device = torch.device("cpu")) -> int:
     """How many of the last backbone blocks to fine-tune (0: the head only).
@@ -331,71 +172,105 @@ def finetune(data_dir: str | Path, out_dir: str | Path, *, base: str | Path | No
     stop = _stop_callable(should_stop)
     progress = progress or (lambda fraction, text: None)
     started = time.time()
-    device = pick_device(config.device)
     torch.manual_seed(config.seed)
-    scan = scan_classes(data_dir)
-    classes = list(scan.classes)
-    base_model, base_card = load_classifier(base, device)
-    size = int(base_card["input_size"])
+    job = _Job.prepare(data_dir, base, config, progress)
+    history: list[dict] = []
 
-    progress(0.0, "reading images")
-    images = folders.load_class_folders(data_dir, HEAD, tuple(classes), size=size)
-    counts = {name: int((images.labels[HEAD] == i).sum()) for i, name in enumerate(classes)}
-    _check_counts(counts, "readable images")
-    labels = images.labels[HEAD]
-    train_idx, val_idx = stratified_split(labels, config.val_fraction, config.seed)
-    train_counts = {name: int((labels[train_idx] == i).sum()) for i, name in enumerate(classes)}
-    blocks = resolve_depth(config.depth, train_counts, len(base_model.backbone.blocks), device)
-    model = build_model(base_model, base_card, classes, keep_base_heads=blocks == 0).to(device)
-    del base_model
-
-    history = []
-
-    def record_epoch(stage):
-        def on(record):
-            record = {"stage": stage, **record}
-            history.append(record)
+    def recorder(stage):
+        def record(epoch_record):
+            epoch_record = {"stage": stage, **epoch_record}
+            history.append(epoch_record)
             if on_epoch:
-                on_epoch(record)
-        return on
+                on_epoch(epoch_record)
+        return record
 
-    try:
-        progress(0.05, "computing features")
-        train_feats = neck_features(model, images.images[train_idx], size, device, views=config.views,
-                                    should_stop=stop, progress=lambda f: progress(0.05 + 0.6 * f,
-                                                                                  "computing features"))
-        val_feats = neck_features(model, images.images[val_idx], size, device, mirror=True, should_stop=stop)
-    except _Cancelled:
-        raise FinetuneError("stopped before any model was trained; nothing was written") from None
-    train_x = train_feats.flatten(0, 1)
-    train_y = labels[train_idx].repeat(len(train_feats))
-    progress(0.7, "training the head")
-    head = nn.Linear(train_x.shape[1], len(classes))
-    result = train_head(head, train_x, train_y, val_feats, labels[val_idx], classes, config, stop,
-                        record_epoch("head"))
-    if not result.history:
-        raise FinetuneError("stopped before the first epoch ended; nothing was written")
-    model.heads[HEAD].load_state_dict(head.state_dict())
-    stopped, early_stopped = result.stopped, result.early_stopped
-    if blocks and not stopped:
-        progress(0.8, f"fine-tuning the last {blocks} blocks")
-        deep = train_deep(model, blocks, images.images[train_idx], labels[train_idx], images.images[val_idx],
-                          labels[val_idx], classes, size, device, config, stop, record_epoch("deep"))
-        stopped, early_stopped = deep.stopped, early_stopped or deep.early_stopped
+    val_feats, stopped, early_stopped = _train(job, config, stop, recorder, progress)
     progress(0.95, "writing the model")
-    model.eval()
-    if blocks:
-        probs = held_out_probs(model, images.images[val_idx], size, device)
+    job.model.eval()
+    if job.blocks:
+        probs = held_out_probs(job.model, job.images.images[job.val_idx], job.size, job.device)
     else:  # the features did not change: the cached held-out vectors give the same answer, at once
-        probs = _head_probs(model.heads[HEAD], val_feats)
-    report = _report(probs, labels[val_idx], classes)
-    card = _card(base_card, classes, report, counts, train_counts, scan, images.skipped, config, blocks,
-                 history, stopped, base, command, time.time() - started)
+        probs = head_probs(job.model.heads[HEAD], val_feats)
+    report = head_report(probs, job.labels[job.val_idx], job.classes)
+    card = _card(job, report, config, history, stopped, base, command, time.time() - started)
     card["training"]["early_stopped"] = early_stopped
-    card["metrics"]["val"]["misclassified"] = _misclassified(probs, images, val_idx, classes)
-    write_model(model, card, out_dir)
+    card["metrics"]["val"]["misclassified"] = _misclassified(probs, job.images, job.val_idx, job.classes)
+    write_model(job.model, card, out_dir)
     progress(1.0, "done")
     return card
+
+
+@dataclass
+class _Job:
+    """A fine-tune's data and model, ready to train: the images, the held-out split, the depth."""
+
+    scan: ClassScan
+    images: ImageSet
+    labels: torch.Tensor
+    train_idx: torch.Tensor
+    val_idx: torch.Tensor
+    counts: dict[str, int]
+    train_counts: dict[str, int]
+    blocks: int
+    model: ArtClassifier
+    base_card: dict
+    device: torch.device
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.scan.classes)
+
+    @property
+    def size(self) -> int:
+        return int(self.base_card["input_size"])
+
+    @classmethod
+    def prepare(cls, data_dir, base, config: FinetuneConfig, progress) -> "_Job":
+        device = pick_device(config.device)
+        scan = scan_classes(data_dir)
+        classes = list(scan.classes)
+        base_model, base_card = load_classifier(base, device)
+        progress(0.0, "reading images")
+        images = load_class_folders(data_dir, HEAD, tuple(classes), size=int(base_card["input_size"]))
+        labels = images.labels[HEAD]
+        counts = {name: int((labels == i).sum()) for i, name in enumerate(classes)}
+        _check_counts(counts, "readable images")
+        train_idx, val_idx = stratified_split(labels, config.val_fraction, config.seed)
+        train_counts = {name: int((labels[train_idx] == i).sum()) for i, name in enumerate(classes)}
+        blocks = resolve_depth(config.depth, train_counts, len(base_model.backbone.blocks), device)
+        model = build_model(base_model, base_card, classes, keep_base_heads=blocks == 0).to(device)
+        return cls(scan, images, labels, train_idx, val_idx, counts, train_counts, blocks, model, base_card, device)
+
+
+def _train(job: _Job, config: FinetuneConfig, stop, recorder, progress):
+    """The head on cached neck vectors, then (with `blocks`) the last blocks on images.
+    Returns the held-out neck vectors and whether training was stopped / stopped early."""
+    images, labels, size, device = job.images.images, job.labels, job.size, job.device
+    try:
+        progress(0.05, "computing features")
+        train_feats = neck_features(job.model, images[job.train_idx], size, device, views=config.views,
+                                    should_stop=stop,
+                                    progress=lambda f: progress(0.05 + 0.6 * f, "computing features"))
+        val_feats = neck_features(job.model, images[job.val_idx], size, device, mirror=True, should_stop=stop)
+    except Cancelled:
+        raise FinetuneError("stopped before any model was trained; nothing was written") from None
+    train_x = train_feats.flatten(0, 1)
+    train_y = labels[job.train_idx].repeat(len(train_feats))
+    progress(0.7, "training the head")
+    head = nn.Linear(train_x.shape[1], len(job.classes))
+    result = train_head(head, train_x, train_y, val_feats, labels[job.val_idx], job.classes, config, stop,
+                        recorder("head"))
+    if not result.history:
+        raise FinetuneError("stopped before the first epoch ended; nothing was written")
+    job.model.heads[HEAD].load_state_dict(head.state_dict())
+    stopped, early_stopped = result.stopped, result.early_stopped
+    if job.blocks and not stopped:
+        progress(0.8, f"fine-tuning the last {job.blocks} blocks")
+        deep = train_deep(job.model, job.blocks, images[job.train_idx], labels[job.train_idx],
+                          images[job.val_idx], labels[job.val_idx], job.classes, size, device, config, stop,
+                          recorder("deep"))
+        stopped, early_stopped = deep.stopped, early_stopped or deep.early_stopped
+    return val_feats, stopped, early_stopped
 
 
 def _stop_callable(should_stop) -> Callable[[], bool]:
@@ -417,78 +292,36 @@ def _misclassified(probs, images, val_idx, classes, limit: int = 50) -> list[dic
     return wrong[:limit]
 
 
-def _card(base_card, classes, report, counts, train_counts, scan, skipped, config, blocks, history, stopped,
-          base, command, seconds) -> dict:
-    kept = [h for h in base_card["labels"] if h != HEAD] if blocks == 0 else []
+def _card(job: _Job, report: dict, config: FinetuneConfig, history: list, stopped: bool, base, command,
+          seconds: float) -> dict:
+    base_card, classes, counts, train_counts = job.base_card, job.classes, job.counts, job.train_counts
+    kept = [h for h in base_card["labels"] if h != HEAD] if job.blocks == 0 else []
     labels = {h: base_card["labels"][h] for h in kept}
     labels[HEAD] = classes
-    return {
-        "name": CLASSIFIER_NAME,
-        "kind": "finetuned",
-        "architecture": f"{base_card.get('architecture', 'ArtClassifier')}; new '{HEAD}' head for the "
-                        f"curator's classes",
-        "config": {**base_card.get("config", {}), "heads": {h: len(n) for h, n in labels.items()}},
-        "labels": labels,
-        "classes": classes,
-        "input_size": base_card["input_size"],
-        "normalisation": base_card.get("normalisation", "RGB scaled to [-1, 1]; letterboxed to a square"),
-        "base_model": {"weights": str(base) if base else "shipped", "name": base_card.get("name"),
-                       "date": base_card.get("date")},
-        "data": {"classes": len(classes), "images": sum(counts.values()), "per_class": counts,
-                 "train_per_class": train_counts,
-                 "val_per_class": {c: counts[c] - train_counts[c] for c in classes},
-                 "skipped": list(skipped) + scan.ignored,
-                 "imbalance_warning": imbalance_warning(counts)},
-        "training": {"depth": "head" if blocks == 0 else f"last {blocks} blocks", "epochs": config.epochs,
-                     "deep_epochs": config.deep_epochs if blocks else 0, "lr": config.lr,
-                     "batch_size": config.batch_size, "views": config.views, "val_fraction": config.val_fraction,
-                     "patience": config.patience, "seed": config.seed, "stopped_by_user": stopped,
-                     "seconds": round(seconds, 1), "history": history},
-        "metrics": {"val": {"accuracy": report["accuracy"], "loss": report["loss"], "count": report["count"],
-                            "per_class": report["per_class"], "confusion": report["confusion"]}},
-        "command": command or " ".join(sys.argv),
-    }
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_temporaries(out_dir: Path) -> None:
-    """Delete the temporary siblings (".NAME.PID.*.tmp" / ".old") that a killed writer left behind."""
-    for leftover in out_dir.parent.glob(f".{out_dir.name}.*"):
-        parts = leftover.name[len(out_dir.name) + 2:].split(".")
-        if leftover.suffix in (".tmp", ".old") and parts[0].isdigit() and not _process_alive(int(parts[0])):
-            log.info("removing %s, left by a writer that no longer runs", leftover)
-            shutil.rmtree(leftover, ignore_errors=True)
+    return make_card(
+        CLASSIFIER_NAME, kind="finetuned",
+        architecture=f"{base_card.get('architecture', 'ArtClassifier')}; new '{HEAD}' head for the curator's classes",
+        config={**base_card.get("config", {}), "heads": {h: len(n) for h, n in labels.items()}},
+        labels=labels, classes=classes, input_size=base_card["input_size"],
+        normalisation=base_card.get("normalisation", "RGB scaled to [-1, 1]; letterboxed to a square"),
+        base_model={"weights": str(base) if base else "shipped", "name": base_card.get("name"),
+                    "date": base_card.get("date")},
+        data={"classes": len(classes), "images": sum(counts.values()), "per_class": counts,
+              "train_per_class": train_counts, "val_per_class": {c: counts[c] - train_counts[c] for c in classes},
+              "skipped": list(job.images.skipped) + job.scan.ignored, "imbalance_warning": imbalance_warning(counts)},
+        training={"depth": "head" if job.blocks == 0 else f"last {job.blocks} blocks", "epochs": config.epochs,
+                  "deep_epochs": config.deep_epochs if job.blocks else 0, "lr": config.lr,
+                  "batch_size": config.batch_size, "views": config.views, "val_fraction": config.val_fraction,
+                  "patience": config.patience, "seed": config.seed, "stopped_by_user": stopped,
+                  "seconds": round(seconds, 1), "history": history},
+        metrics={"val": {key: report[key] for key in ("accuracy", "loss", "count", "per_class", "confusion")}},
+        command=command)
 
 
 def write_model(model: ArtClassifier, card: dict, out_dir: str | Path) -> Path:
-    """Write the model folder atomically: fill a temporary sibling, then rename it into place.
-
-    An existing folder at `out_dir` is replaced only once the new one is complete.
-    """
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out_dir)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.{os.getpid()}.", suffix=".tmp"))
-    try:
+    """Write the model folder atomically: an existing folder at `out_dir` is replaced only once
+    the new one is complete, and a kill leaves the old one in place."""
+    with atomic_folder(out_dir) as tmp:
         save_checkpoint(model, tmp / CLASSIFIER_NAME, card)
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.old")
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     log.info("wrote %s", out_dir)
-    return out_dir
+    return Path(out_dir)
