@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "artlab.cli.finetune",
     "artlab.cli.text",
     "artlab.cli.gallery",
+    "artlab.cli.settings",
 ]
 
 
