@@ -166,9 +166,14 @@ class AppContext:
         return {"mps": "Apple GPU (MPS)", "cpu": f"CPU ({os.cpu_count()} cores)"}.get(device.type, str(device))
 
     def served_folders(self) -> list[str]:
-        """The only folders the web server may serve files from: gallery images and our assets."""
-        from artlab.gallery import THUMB_DIR, WORKS_DIR, default_gallery_dir
+        """The only folders the web server may serve files from: the gallery's thumbnails and our assets.
+
+        Gradio serves these folders' files inline with the type their suffix names, so only folders
+        whose every file the app wrote itself are listed: thumbnails are always <sha256>.jpg. The
+        full copies under works/ are not served (the work's picture is loaded and sent as an image).
+        """
+        from artlab.gallery import THUMB_DIR, default_gallery_dir
 
         base = Path(self.gallery_dir).expanduser() if self.gallery_dir else default_gallery_dir()
         assets = Path(__file__).resolve().parents[2] / "assets"
-        return [str(base / THUMB_DIR), str(base / WORKS_DIR), str(assets)]
+        return [str(base / THUMB_DIR), str(assets)]

@@ -156,11 +156,9 @@ def add_to_gallery(ctx: AppContext, image_path, title: str, artist: str, year: s
     if ctx.kiosk:
         raise gr.Error("Adding works is turned off on this kiosk.")
     data = _read_upload(image_path)
-    suffix = Path(image_path).suffix.lower() or ".jpg"
     try:
         work_id, new = add_upload(ctx.gallery(), _models(ctx, None), data, title=(title or "").strip() or None,
-                                  artist=(artist or "").strip() or None, year=(year or "").strip() or None,
-                                  suffix=suffix)
+                                  artist=(artist or "").strip() or None, year=(year or "").strip() or None)
     except ImageError as e:
         raise gr.Error(str(e)) from None
     message = "Added to the gallery." if new else "This picture is already in the gallery."
