@@ -22,7 +22,9 @@ from artlab.images import ImageError, load_image
 from artlab.inference import autoencoder_input
 from artlab.memory import release_freed_memory
 from artlab.labels import STYLES, SUBJECTS, display_name
+from artlab.safe_text import escape_user_text
 from artlab.weights import WeightsError
+from artlab.workdirs import process_dir
 
 from .context import AppContext
 from .i18n import label_scores, t
@@ -31,7 +33,7 @@ from .i18n import label_scores, t
 # PIL output by rewriting <cache>/<hash of its bytes>/image.png in place, so when two visitors get the
 # same picture (the same example analysed twice) one download can read a half-rewritten file. Files
 # are copied into Gradio's cache atomically, once per content.
-_OUTPUTS = Path(tempfile.mkdtemp(prefix="artlab-outputs-"))
+_OUTPUTS = Path(tempfile.mkdtemp(prefix="artlab-outputs-", dir=process_dir()))
 _OUTPUT_MAX_AGE_S = 15 * 60
 
 
@@ -95,7 +97,7 @@ def _models(ctx: AppContext, weights):
 
 def _cards(pairs):
     """[(Work, score)] -> gallery items (thumbnail, caption) and the ids, in order."""
-    items = [(work.thumb, work.caption()) for work, _ in pairs]
+    items = [(work.thumb, escape_user_text(work.caption(), markup=False)) for work, _ in pairs]
     return items, [work.id for work, _ in pairs]
 
 
@@ -188,7 +190,8 @@ def browse(ctx: AppContext, style: str, subject: str, query: str, lang: str = "e
 
 def _grid_caption(work, lang: str) -> str:
     labels = f"{display_name(work.style, lang)} · {display_name(work.subject, lang)}"
-    return f"{work.title} · {labels}" if work.title else labels
+    title = escape_user_text(work.title, markup=False)
+    return f"{title} · {labels}" if title else labels
 
 
 def open_work(ctx: AppContext, ids: list[int], index: int, lang: str = "en"):
@@ -205,9 +208,10 @@ def open_work(ctx: AppContext, ids: list[int], index: int, lang: str = "en"):
         picture = load_image(work.thumb)   # the original moved away: show what we kept
     pairs = gallery.similar(gallery.embedding_of(work.id), SIMILAR, exclude_id=work.id, model=work.model)
     items, similar_ids = _cards(pairs)
-    lines = [f"## {work.name}"]
+    # Title, artist and year come from visitors and metadata files: shown as typed, never as markup.
+    lines = [f"## {escape_user_text(work.name)}"]
     if work.artist or work.year:
-        lines.append(" · ".join(x for x in (work.artist, work.year) if x))
+        lines.append(" · ".join(escape_user_text(x) for x in (work.artist, work.year) if x))
     lines.append(f"Added {work.added[:10]}" + (f" · reconstruction {work.psnr:.1f} dB" if work.psnr else ""))
     return (picture, label_scores(work.labels["style"], lang), label_scores(work.labels["subject"], lang),
             "\n\n".join(lines), items, similar_ids)
