@@ -34,6 +34,8 @@ CLASSIFIER_NAME = "art_classifier"
 AUTOENCODER_NAME = "art_autoencoder"
 TEXT_CLASSIFIER_NAME = "text_classifier"
 TEXT_AUTOENCODER_NAME = "text_autoencoder"
+MAX_CARD_BYTES = 4 * 2**20      # the shipped cards hold a few kB; the rest is an upload's folly
+MAX_CARD_DEPTH = 32             # the shipped cards nest 7 levels deep
 
 
 class WeightsError(RuntimeError):
@@ -58,16 +60,36 @@ def save_checkpoint(model: torch.nn.Module, path: str | Path, card: dict, dtype=
 
 
 def read_card(path: str | Path) -> dict:
+    """The JSON card beside a checkpoint, within our size and nesting limits (cards may be uploaded)."""
     card_path = Path(path).with_suffix(".json")
     try:
+        size = card_path.stat().st_size
+        if size > MAX_CARD_BYTES:
+            raise WeightsError(f"{card_path}: the model card is {size / 2**20:.0f} MB, over the "
+                               f"{MAX_CARD_BYTES // 2**20} MB a card may take")
         card = json.loads(card_path.read_text())
     except FileNotFoundError:
         raise WeightsError(f"{card_path}: the model card is missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise WeightsError(f"{card_path}: the model card is not valid JSON ({e})") from None
+    except RecursionError:   # the decoder recurses once per level: thousands of [[[[ end here
+        raise WeightsError(f"{card_path}: the model card is nested too deeply") from None
     if not isinstance(card, dict):
         raise WeightsError(f"{card_path}: the model card is not a JSON object")
+    if _depth(card) > MAX_CARD_DEPTH:
+        raise WeightsError(f"{card_path}: the model card is nested more than {MAX_CARD_DEPTH} levels deep")
     return card
+
+
+def _depth(value) -> int:
+    """How deeply lists and objects nest in a parsed JSON value (walked without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def check_checkpoint(path: str | Path) -> dict:

@@ -20,6 +20,9 @@ from artlab import paths
 MAX_BYTES = int(paths.number_setting("MAX_IMAGE_MB", 50) * 1024 * 1024)
 MAX_PIXELS = int(paths.number_setting("MAX_IMAGE_MP", 40) * 1_000_000)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif"}
+# Pillow's format name -> the suffix a copy of such a file is stored under (others are re-encoded).
+FORMAT_SUFFIXES = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp",
+                   "TIFF": ".tif", "AVIF": ".avif"}
 
 # Pillow's own bomb check warns at 89 MP and raises at 179 MP; ours is stricter and
 # applied before decoding, so raise Pillow's out of the way of our clearer message.
@@ -53,6 +56,17 @@ def read_image_bytes(source) -> bytes:
     if len(data) > MAX_BYTES:
         raise ImageError(f"{_name(source)}: {len(data) / 2**20:.0f} MB, over the {MAX_BYTES // 2**20} MB limit")
     return data
+
+
+def stored_suffix(data: bytes) -> str | None:
+    """The image suffix for these bytes, from the format Pillow decodes them as (never the file's
+    name: a JPEG with HTML appended, named x.html, is a .jpg); None for formats to re-encode."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return FORMAT_SUFFIXES.get(Image.open(io.BytesIO(data)).format)
+    except Exception:  # noqa: BLE001 - the caller has already loaded it; unreadable here means re-encode
+        return None
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:

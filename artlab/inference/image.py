@@ -61,19 +61,61 @@ def _probs(model, x, tta):
     return probs
 
 
+# What a classifier card may ask for: checked before any tensor is allocated, since a card may come
+# from an upload (`models import`) and its numbers size the model (embed_dim 1e9 would be terabytes).
+MAX_EMBED_DIM = 4096
+MAX_HEADS, MAX_CLASSES_PER_HEAD = 8, 1000
+INPUT_SIZES = (32, 1024)
+MAX_AE_WIDTH = 256
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _whole_number(value, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _card_config(card: dict, where) -> dict:
+    config = card.get("config", {})
+    if not isinstance(config, dict):
+        raise WeightsError(f"{where}: 'config' must be a JSON object, not {type(config).__name__} {_shown(config)}")
+    return config
+
+
+def classifier_spec(card: dict, where) -> tuple[dict[str, int], int, bool]:
+    """(classes per head, embedding size, texture branch) from a classifier card, each checked by
+    type and range; WeightsError (one line, naming the field) for anything else."""
+    config = _card_config(card, where)
+    embed_dim, texture = config.get("embed_dim", 512), config.get("texture", True)
+    if not _whole_number(embed_dim, 1, MAX_EMBED_DIM):
+        raise WeightsError(f"{where}: 'embed_dim' must be a whole number from 1 to {MAX_EMBED_DIM}, "
+                           f"not {_shown(embed_dim)}")
+    if not isinstance(texture, bool):
+        raise WeightsError(f"{where}: 'texture' must be true or false, not {_shown(texture)}")
+    labels = card.get("labels")
+    if not isinstance(labels, dict) or not 1 <= len(labels) <= MAX_HEADS:
+        raise WeightsError(f"{where}: 'labels' must map 1 to {MAX_HEADS} head names to their class names, "
+                           f"not {_shown(labels)}")
+    for head, names in labels.items():
+        if (not isinstance(names, list) or not 1 <= len(names) <= MAX_CLASSES_PER_HEAD
+                or not all(isinstance(name, str) for name in names)):
+            raise WeightsError(f"{where}: the labels of head {_shown(head)} must be a list of 1 to "
+                               f"{MAX_CLASSES_PER_HEAD} class names")
+    if not _whole_number(card.get("input_size"), *INPUT_SIZES):
+        raise WeightsError(f"{where}: 'input_size' must be a whole number of pixels from {INPUT_SIZES[0]} "
+                           f"to {INPUT_SIZES[1]}, not {_shown(card.get('input_size'))}")
+    return {head: len(names) for head, names in labels.items()}, embed_dim, texture
+
+
 def load_classifier(weights=None, device=None) -> tuple[ArtClassifier, dict]:
     """`weights`: a Checkpoint, or a folder (None: the default weights) to find one in."""
     checkpoint = Checkpoint.find(weights, CLASSIFIER_NAME)
     path, card = checkpoint.path, checkpoint.card
-    config = card.get("config", {})
-    try:
-        heads = {name: len(labels) for name, labels in card["labels"].items()}
-        int(card["input_size"])
-    except (KeyError, TypeError, AttributeError, ValueError) as e:
-        raise WeightsError(f"{path.with_suffix('.json')}: the model card lacks usable 'labels' and "
-                           f"'input_size' ({type(e).__name__}: {e})") from None
-    model = ArtClassifier(heads, embed_dim=config.get("embed_dim", 512), texture=config.get("texture", True),
-                          dropout=0.0, drop_path=0.0)
+    heads, embed_dim, texture = classifier_spec(card, path.with_suffix(".json"))
+    model = ArtClassifier(heads, embed_dim=embed_dim, texture=texture, dropout=0.0, drop_path=0.0)
     checkpoint.load_into(model)
     return model.float().eval().to(pick_device(device)), card
 
@@ -91,9 +133,14 @@ def load_classifier_for_inference(weights=None, device=None) -> tuple[ArtClassif
 
 def load_autoencoder(weights=None, device=None) -> tuple[ArtAutoencoder, dict]:
     checkpoint = Checkpoint.find(weights, AUTOENCODER_NAME)
-    model = ArtAutoencoder(checkpoint.card.get("config", {}).get("width", 32))
+    path, card = checkpoint.path, checkpoint.card
+    width = _card_config(card, path.with_suffix(".json")).get("width", 32)
+    if not _whole_number(width, 1, MAX_AE_WIDTH):
+        raise WeightsError(f"{path.with_suffix('.json')}: 'width' must be a whole number from 1 to "
+                           f"{MAX_AE_WIDTH}, not {_shown(width)}")
+    model = ArtAutoencoder(width)
     checkpoint.load_into(model)
-    return model.float().eval().to(pick_device(device)), checkpoint.card
+    return model.float().eval().to(pick_device(device)), card
 
 
 def autoencoder_input(image: Image.Image) -> Image.Image:

@@ -11,6 +11,7 @@ commit, so a committed row always has its thumbnail.
 import csv
 import datetime
 import hashlib
+import io
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from artlab import paths
-from artlab.images import MAX_BYTES, ImageError, list_images
+from artlab.images import MAX_BYTES, ImageError, list_images, load_image, stored_suffix
 
 log = logging.getLogger(__name__)
 
@@ -195,8 +196,14 @@ class Gallery:
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
-    def keep_copy(self, data: bytes, sha256: str, suffix: str = ".jpg") -> Path:
-        """Store an upload's bytes under works/ (uploads are temporary files)."""
+    def keep_copy(self, data: bytes, sha256: str) -> Path:
+        """Store an upload's bytes under works/ (uploads are temporary files), named by the image
+        format they decode as; formats without a suffix of their own are re-encoded as PNG."""
+        suffix = stored_suffix(data)
+        if suffix is None:
+            buffer = io.BytesIO()
+            load_image(data).save(buffer, "PNG")
+            data, suffix = buffer.getvalue(), ".png"
         path = self.works_dir / f"{sha256}{suffix}"
         if not path.exists():
             fd, tmp = tempfile.mkstemp(dir=self.works_dir, prefix=".", suffix=".tmp")
@@ -446,15 +453,17 @@ def index_folder(gallery: Gallery, models, folder: str | Path, meta_csv: str | P
 
 
 def add_upload(gallery: Gallery, models, data: bytes, title: str | None = None, artist: str | None = None,
-               year: str | None = None, suffix: str = ".jpg") -> tuple[int, bool]:
-    """Add one uploaded picture (its bytes). Returns (the work's id, whether it was new)."""
+               year: str | None = None) -> tuple[int, bool]:
+    """Add one uploaded picture (its bytes). Returns (the work's id, whether it was new).
+
+    The copy kept is named by its decoded format, never by the upload's name (see keep_copy)."""
     sha = content_hash(data)
     existing = gallery.id_for(sha)
     if existing is not None:
         return existing, False
     image = models.prepare(data, display_side=THUMB_SIDE)
     analysis = models.analyze([image])[0]
-    path = gallery.keep_copy(data, sha, suffix)
+    path = gallery.keep_copy(data, sha)
     gallery.add_batch([analysis_to_work(path, sha, image, analysis,
                                         {"title": title, "artist": artist, "year": year})])
     return gallery.id_for(sha), True

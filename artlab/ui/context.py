@@ -5,8 +5,10 @@ No gradio here: this is plain state with locks, so it can be tested and reused.
 
 import hmac
 import logging
+import math
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +27,60 @@ def curator_ok(password: str | None) -> bool:
     if not expected or not password:
         return False
     return hmac.compare_digest(password.encode("utf-8"), expected.encode("utf-8"))
+
+
+class CuratorGate:
+    """The curator password, throttled per client (an IP address): each wrong password in a row
+    doubles the wait before the answer and before the next try (BASE_DELAY_S, 2x, 4x, ...); after
+    MAX_FAILURES wrong ones in a row the client is locked out for LOCKOUT_S. A right password clears
+    the count. Every wrong try is logged. Answers are delayed rather than only refused, so a client
+    trying one password after another simply waits; tries sent in parallel are refused unread.
+    """
+
+    MAX_FAILURES = 5
+    BASE_DELAY_S = 0.25
+    LOCKOUT_S = 15 * 60
+
+    def __init__(self, clock=time.monotonic, sleep=time.sleep):
+        self._clock, self._sleep = clock, sleep
+        self._failures: dict[str, int] = {}        # client -> wrong passwords in a row
+        self._blocked_until: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def wait_s(self, client: str) -> float:
+        """Seconds before `client` may try again (0: now)."""
+        with self._lock:
+            return max(0.0, self._blocked_until.get(client, 0.0) - self._clock())
+
+    def check(self, password: str | None, client: str) -> str | None:
+        """None when `password` is the curator's; else why not, as one line for the visitor."""
+        wait = self.wait_s(client)
+        if wait > 0:
+            log.warning("curator password: try from %s refused unread (%.0f s left to wait)", client, wait)
+            return f"too many wrong passwords from your address: try again in {math.ceil(wait)} s"
+        if curator_ok(password):
+            with self._lock:
+                self._failures.pop(client, None)
+            return None
+        if not password or not os.environ.get(CURATOR_PASSWORD_ENV):
+            return "wrong or missing password"        # no guess was made: nothing to count
+        backoff = self._failed(client)
+        if backoff:
+            self._sleep(backoff)
+        return "wrong or missing password"
+
+    def _failed(self, client: str) -> float:
+        """Count a wrong password; return the back-off to wait before answering."""
+        with self._lock:
+            count = self._failures[client] = self._failures.get(client, 0) + 1
+            delay = self.LOCKOUT_S if count >= self.MAX_FAILURES else self.BASE_DELAY_S * 2 ** (count - 1)
+            self._blocked_until[client] = self._clock() + delay
+        if count >= self.MAX_FAILURES:
+            log.warning("curator password: %d wrong in a row from %s; locked out for %d s",
+                        count, client, self.LOCKOUT_S)
+            return 0.0                                  # the lockout is told at once, not slept through
+        log.warning("curator password: wrong password from %s (%d in a row)", client, count)
+        return delay
 
 
 @dataclass
@@ -51,8 +107,8 @@ class AppContext:
         A fine-tuned folder without an autoencoder shares the app's one (not whatever
         $ARTLAB_WEIGHTS names). Besides the app's models, the latest MAX_OTHER_MODELS are kept.
         """
-        from artlab.checkpoints import resolve
-        from artlab.inference.image import AUTOENCODER_NAME, ArtModels
+        from artlab.checkpoints import AUTOENCODER_NAME, resolve
+        from artlab.inference.image import ArtModels
 
         key = str(weights or self.weights or "")
         own = str(self.weights or "")
@@ -106,8 +162,7 @@ class AppContext:
         if key == str(self.weights or ""):
             return True
         if key not in self._same_embedding:
-            from artlab.checkpoints import read_tensors, resolve
-            from artlab.inference.image import CLASSIFIER_NAME
+            from artlab.checkpoints import CLASSIFIER_NAME, read_tensors, resolve
 
             head_only = self.models(weights).card.get("training", {}).get("depth") == "head"
             # The stored tensors, not the loaded ones: loading folds BatchNorm and rounds to bf16.
@@ -166,10 +221,15 @@ class AppContext:
         return {"mps": "Apple GPU (MPS)", "cpu": f"CPU ({os.cpu_count()} cores)"}.get(device.type, str(device))
 
     def served_folders(self) -> list[str]:
-        """The only folders the web server may serve files from: gallery images and our assets."""
+        """The only folders the web server may serve files from: the gallery's thumbnails and our assets.
+
+        Gradio serves these folders' files inline with the type their suffix names, so only folders
+        whose every file the app wrote itself are listed: thumbnails are always <sha256>.jpg. The
+        full copies under works/ are not served (the work's picture is loaded and sent as an image).
+        """
         from artlab.paths import gallery_dir
-        from artlab.store.gallery import THUMB_DIR, WORKS_DIR
+        from artlab.store.gallery import THUMB_DIR
 
         base = gallery_dir(self.gallery_dir)
         assets = Path(__file__).resolve().parents[2] / "assets"
-        return [str(base / THUMB_DIR), str(base / WORKS_DIR), str(assets)]
+        return [str(base / THUMB_DIR), str(assets)]

@@ -21,16 +21,18 @@ from artlab.inference.explain import OVERLAY_SIDE
 from artlab.inference.image import autoencoder_input
 from artlab.labels import STYLES, SUBJECTS, display_name
 from artlab.memory import release_freed_memory
+from artlab.safe_text import escape_user_text
 from artlab.store.gallery import add_upload, content_hash
 from artlab.training.finetune import HEAD
 from artlab.ui.context import AppContext
 from artlab.ui.i18n import label_scores, t
+from artlab.workdirs import process_dir
 
 # Output pictures are handed to Gradio as files written here, never as PIL images: Gradio saves a
 # PIL output by rewriting <cache>/<hash of its bytes>/image.png in place, so when two visitors get the
 # same picture (the same example analysed twice) one download can read a half-rewritten file. Files
 # are copied into Gradio's cache atomically, once per content.
-_OUTPUTS = Path(tempfile.mkdtemp(prefix="artlab-outputs-"))
+_OUTPUTS = Path(tempfile.mkdtemp(prefix="artlab-outputs-", dir=process_dir()))
 _OUTPUT_MAX_AGE_S = 15 * 60
 
 
@@ -94,7 +96,7 @@ def _models(ctx: AppContext, weights):
 
 def _cards(pairs):
     """[(Work, score)] -> gallery items (thumbnail, caption) and the ids, in order."""
-    items = [(work.thumb, work.caption()) for work, _ in pairs]
+    items = [(work.thumb, escape_user_text(work.caption(), markup=False)) for work, _ in pairs]
     return items, [work.id for work, _ in pairs]
 
 
@@ -155,11 +157,9 @@ def add_to_gallery(ctx: AppContext, image_path, title: str, artist: str, year: s
     if ctx.kiosk:
         raise gr.Error("Adding works is turned off on this kiosk.")
     data = _read_upload(image_path)
-    suffix = Path(image_path).suffix.lower() or ".jpg"
     try:
         work_id, new = add_upload(ctx.gallery(), _models(ctx, None), data, title=(title or "").strip() or None,
-                                  artist=(artist or "").strip() or None, year=(year or "").strip() or None,
-                                  suffix=suffix)
+                                  artist=(artist or "").strip() or None, year=(year or "").strip() or None)
     except ImageError as e:
         raise gr.Error(str(e)) from None
     message = "Added to the gallery." if new else "This picture is already in the gallery."
@@ -189,7 +189,8 @@ def browse(ctx: AppContext, style: str, subject: str, query: str, lang: str = "e
 
 def _grid_caption(work, lang: str) -> str:
     labels = f"{display_name(work.style, lang)} · {display_name(work.subject, lang)}"
-    return f"{work.title} · {labels}" if work.title else labels
+    title = escape_user_text(work.title, markup=False)
+    return f"{title} · {labels}" if title else labels
 
 
 def open_work(ctx: AppContext, ids: list[int], index: int, lang: str = "en"):
@@ -206,9 +207,10 @@ def open_work(ctx: AppContext, ids: list[int], index: int, lang: str = "en"):
         picture = load_image(work.thumb)   # the original moved away: show what we kept
     pairs = gallery.similar(gallery.embedding_of(work.id), SIMILAR, exclude_id=work.id, model=work.model)
     items, similar_ids = _cards(pairs)
-    lines = [f"## {work.name}"]
+    # Title, artist and year come from visitors and metadata files: shown as typed, never as markup.
+    lines = [f"## {escape_user_text(work.name)}"]
     if work.artist or work.year:
-        lines.append(" · ".join(x for x in (work.artist, work.year) if x))
+        lines.append(" · ".join(escape_user_text(x) for x in (work.artist, work.year) if x))
     lines.append(f"Added {work.added[:10]}" + (f" · reconstruction {work.psnr:.1f} dB" if work.psnr else ""))
     return (picture, label_scores(work.labels["style"], lang), label_scores(work.labels["subject"], lang),
             "\n\n".join(lines), items, similar_ids)

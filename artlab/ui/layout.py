@@ -19,6 +19,7 @@ import gradio as gr
 from artlab.checkpoints import LICENCE_NOTE
 from artlab.ui import handlers as h
 from artlab.ui.context import AppContext
+from artlab.ui.guard import CheckedBlocks
 from artlab.ui.i18n import LANGS, t
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ INFERENCE = dict(concurrency_id="inference", concurrency_limit=1)
 
 def build_app(ctx: AppContext) -> gr.Blocks:
     delete_cache = (60, int(ctx.idle_minutes * 60)) if ctx.kiosk else (3600, 6 * 3600)
-    with gr.Blocks(title="ArtLab", analytics_enabled=False, delete_cache=delete_cache, fill_width=False) as demo:
+    with CheckedBlocks(title="ArtLab", analytics_enabled=False, delete_cache=delete_cache, fill_width=False) as demo:
         lang = gr.State("en")
         active_weights = gr.State(None)
         relabel: list[tuple] = []

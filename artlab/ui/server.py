@@ -1,10 +1,14 @@
 """Start-up of the web app: options, security settings, theme and launch.
 
-Security (issue 7): only the gallery's image folders and assets/ are served
-(allowed_paths; the database, the repository, weights and home are not), uploads are
-capped (max_file_size), analytics are off, and in kiosk mode there is no API/settings
-footer, no Train tab, no adding to the gallery, and curator actions need the
-password from ARTLAB_CURATOR_PASSWORD (compared in constant time, see context.curator_ok).
+Security (issues 7 and 19): only the gallery's thumbnails and assets/ are served
+(allowed_paths; the database, full copies, the repository, weights and home are not), uploads
+are capped (max_file_size) and so is every other request body (guard.RequestGuard, from the
+same --max-upload-mb), Gradio keeps its files in this process's private temp folder
+(artlab.workdirs), analytics are off, raw exception texts are never shown (show_error=False:
+bad input gets a gr.Error of one line), and in kiosk mode there is no API/settings footer,
+no API description or deep-link route, no Train tab, no adding to the gallery, and curator
+actions need the password from ARTLAB_CURATOR_PASSWORD (compared in constant time and
+throttled per client, see context.CuratorGate).
 """
 
 import argparse
@@ -16,6 +20,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 import gradio as gr  # noqa: E402
 
 from artlab.ui.context import AppContext  # noqa: E402
+from artlab.ui.guard import app_kwargs  # noqa: E402
 from artlab.ui.i18n import gradio_i18n  # noqa: E402
 from artlab.ui.layout import build_app  # noqa: E402
 
@@ -74,8 +79,8 @@ def launch_options(ctx: AppContext, host: str, port: int) -> dict:
         max_file_size=f"{ctx.max_upload_mb}mb",
         footer_links=[] if ctx.kiosk else ["api", "settings"],
         theme=theme(), css_paths=css_paths, head=head or None, i18n=gradio_i18n(),
-        favicon_path=str(ASSETS / "favicon.svg"), show_error=not ctx.kiosk, ssr_mode=False,
-        pwa=False, mcp_server=False,
+        favicon_path=str(ASSETS / "favicon.svg"), show_error=False, ssr_mode=False,
+        pwa=False, mcp_server=False, app_kwargs=app_kwargs(ctx.max_upload_mb, ctx.kiosk),
     )
 
 
@@ -100,8 +105,12 @@ def check_weights(weights) -> None:
     Only cards and safetensors headers are read (milliseconds); the models load in the background.
     The autoencoder is checked when its files are there (a fine-tuned folder has none).
     """
-    from artlab.checkpoints import check_checkpoint, resolve
-    from artlab.inference.image import AUTOENCODER_NAME, CLASSIFIER_NAME
+    from artlab.checkpoints import (
+        AUTOENCODER_NAME,
+        CLASSIFIER_NAME,
+        check_checkpoint,
+        resolve,
+    )
 
     check_checkpoint(resolve(weights, CLASSIFIER_NAME))
     autoencoder = resolve(weights, AUTOENCODER_NAME)

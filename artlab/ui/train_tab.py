@@ -7,12 +7,14 @@ Call it inside the tab's context (`with gr.Tab("Train"): build_train_tab(ctx, ac
 - `active_weights`: the visitor's gr.State holding the model folder the Artwork tab uses
   (None: the default). "Use it for me" writes this visitor's new model folder into it.
 - "Use it for everyone" (only with the curator password, $ARTLAB_CURATOR_PASSWORD, compared
-  in constant time) copies the model into the models directory (artlab.store.registry; `models_dir`,
+  in constant time and throttled per client: context.CuratorGate) copies the model into the models directory (artlab.store.registry; `models_dir`,
   else $ARTLAB_MODELS, else ~/.local/share/artlab/models) and makes it the active one there:
   the app should use `Registry(models_dir).active_path()` for visitors without a model of their own.
 - `base_weights`: the model to start from (default ctx.weights, else the shipped weights).
 
-Every visitor works in a private temporary folder that is deleted when their session ends.
+Every visitor works in a private temporary folder (inside the app's own, artlab.workdirs) that is
+deleted when their session ends; their images may take MAX_SESSION_BYTES in all (artlab.store.uploads).
+Names visitors choose (classes, files, zip entries) are shown through artlab.safe_text.
 Training runs in its own concurrency group ("training", one at a time); a visitor who
 clicks Train while another model trains is told that theirs is queued. Inference (Try it)
 stays in a group of its own. API names: train_add_class, train_add_images, train_add_zip,
@@ -33,7 +35,15 @@ import pandas as pd
 
 from artlab.checkpoints import WeightsError
 from artlab.images import ImageError, list_images
-from artlab.store.uploads import UploadError, add_images, class_name, import_zip
+from artlab.safe_text import escape_user_text
+from artlab.store.uploads import (
+    MAX_SESSION_BYTES,
+    UploadError,
+    add_images,
+    class_name,
+    folder_bytes,
+    import_zip,
+)
 from artlab.training.finetune import (
     HEAD,
     MAX_IMAGES,
@@ -44,7 +54,8 @@ from artlab.training.finetune import (
     finetune,
     imbalance_warning,
 )
-from artlab.ui.context import curator_ok
+from artlab.ui.context import CuratorGate
+from artlab.workdirs import process_dir
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +75,7 @@ _models_lock = threading.Lock()
 # ------------------------------------------------------------------ session folders
 
 def _new_session() -> dict:
-    folder = Path(tempfile.mkdtemp(prefix="artlab-train-"))
+    folder = Path(tempfile.mkdtemp(prefix="artlab-train-", dir=process_dir()))
     (folder / "classes").mkdir()
     return {"dir": str(folder), "model": None, "runs": 0}
 
@@ -82,6 +93,11 @@ def _classes_dir(session) -> Path:
     return Path(session["dir"]) / "classes"
 
 
+def _room_left(session) -> int:
+    """Bytes this visitor's images may still take (MAX_SESSION_BYTES in all: a shared disk)."""
+    return max(0, MAX_SESSION_BYTES - folder_bytes(_classes_dir(session)))
+
+
 def _counts(session) -> dict[str, int]:
     if not session:
         return {}
@@ -96,12 +112,12 @@ def _overview(session, note: str = "", selected: str | None = None):
     warnings = []
     if len(counts) < MIN_CLASSES:
         warnings.append(f"Add at least {MIN_CLASSES} classes.")
-    few = [f"{name} ({n})" for name, n in counts.items() if n < MIN_PER_CLASS]
+    few = [f"{escape_user_text(name)} ({n})" for name, n in counts.items() if n < MIN_PER_CLASS]
     if few:
         warnings.append(f"Too few images (at least {MIN_PER_CLASS} per class): {', '.join(few)}.")
     if sum(counts.values()) > MAX_IMAGES:
         warnings.append(f"{sum(counts.values())} images: over the cap of {MAX_IMAGES}; remove some.")
-    if (imbalance := imbalance_warning(counts)):
+    if (imbalance := imbalance_warning({escape_user_text(name): n for name, n in counts.items()})):
         warnings.append(imbalance[0].upper() + imbalance[1:] + ".")
     text = "\n".join(f"- ⚠️ {w}" for w in warnings) or "✅ Ready to train."
     if note:
@@ -112,14 +128,25 @@ def _overview(session, note: str = "", selected: str | None = None):
 
 # ------------------------------------------------------------------ adding data
 
+def _problem(error) -> str:
+    """An error for the notes: its message names classes, files and zip entries the visitor chose."""
+    return f"❌ {escape_user_text(error)}"
+
+
+def _listing(lines: list[str], most: int = 20) -> str:
+    """Skipped files as a Markdown list; each line holds a file or zip entry name."""
+    return "\n".join(f"- {escape_user_text(line)}" for line in lines[:most])
+
+
 def add_class(name, session):
     session = session or _new_session()
     try:
         folder = _classes_dir(session) / class_name(name or "")
     except UploadError as e:
-        return (session, *_overview(session, f"❌ {e}"), name)
+        return (session, *_overview(session, _problem(e)), name)
     folder.mkdir(exist_ok=True)
-    return (session, *_overview(session, f"Class **{folder.name}** added: now upload its images.", folder.name), "")
+    added = f"Class **{escape_user_text(folder.name)}** added: now upload its images."
+    return (session, *_overview(session, added, folder.name), "")
 
 
 def add_class_images(files, target, session):
@@ -128,12 +155,13 @@ def add_class_images(files, target, session):
         return (session, *_overview(session, "❌ Choose (or add) a class first."))
     paths = [f if isinstance(f, str) else getattr(f, "name", f) for f in (files or [])]
     try:
-        result = add_images(paths, _classes_dir(session) / class_name(target))
+        result = add_images(paths, _classes_dir(session) / class_name(target), max_bytes=_room_left(session))
     except UploadError as e:
-        return (session, *_overview(session, f"❌ {e}"))
-    note = f"Added {len(result.classes[class_name(target)])} image(s) to **{class_name(target)}**."
+        return (session, *_overview(session, _problem(e)))
+    note = (f"Added {len(result.classes[class_name(target)])} image(s) to "
+            f"**{escape_user_text(class_name(target))}**.")
     if result.skipped:
-        note += "\n\nSkipped (not usable images):\n" + "\n".join(f"- {s}" for s in result.skipped[:20])
+        note += "\n\nSkipped (not usable images):\n" + _listing(result.skipped)
     return (session, *_overview(session, note, class_name(target)))
 
 
@@ -143,7 +171,8 @@ def add_zip(upload, session):
         return (session, *_overview(session))
     staging = Path(session["dir"]) / f"zip-{time.time_ns()}"
     try:
-        result = import_zip(upload if isinstance(upload, str) else upload.name, staging)
+        result = import_zip(upload if isinstance(upload, str) else upload.name, staging,
+                            max_bytes=_room_left(session))
         for name, files in result.classes.items():
             target = _classes_dir(session) / name
             target.mkdir(exist_ok=True)
@@ -151,12 +180,12 @@ def add_zip(upload, session):
             for i, path in enumerate(files):
                 shutil.move(path, target / f"z{start + i:05d}{path.suffix}")
     except UploadError as e:
-        return (session, *_overview(session, f"❌ {e}"))
+        return (session, *_overview(session, _problem(e)))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     note = f"Imported {sum(result.counts().values())} image(s) in {len(result.classes)} class(es) from the zip."
     if result.skipped:
-        note += f"\n\nSkipped {len(result.skipped)} file(s):\n" + "\n".join(f"- {s}" for s in result.skipped[:20])
+        note += f"\n\nSkipped {len(result.skipped)} file(s):\n" + _listing(result.skipped)
     return (session, *_overview(session, note))
 
 
@@ -252,7 +281,7 @@ def make_train(base_weights, device):
                         status = f"Training ({event[1]['stage']}): epoch {event[1]['epoch']}"
                         yield session, status, _plot_rows(history), *nothing
                 elif event[0] == "error":
-                    yield session, f"❌ {event[1]}", _plot_rows(history), *nothing
+                    yield session, _problem(event[1]), _plot_rows(history), *nothing
                     return
                 else:
                     card = event[1]
@@ -290,10 +319,12 @@ def make_try(device):
         if image is None:
             return None, "Upload or take a picture."
         models = _classifier(session["model"], device)
-        try:
-            analysis = models.analyze([models.prepare(image)], reconstruct=False)[0]
+        try:   # the bytes, not the path: a message then names "upload", never a server folder
+            analysis = models.analyze([models.prepare(Path(image).read_bytes())], reconstruct=False)[0]
+        except OSError:
+            return None, "❌ The upload could not be read; please try again."
         except ImageError as e:
-            return None, f"❌ {e}"
+            return None, _problem(e)
         return {name: float(p) for name, p in analysis.labels[HEAD]}, ""
     return try_it
 
@@ -306,14 +337,18 @@ def use_for_me(session):
                               "fine-tuned deeper than its head).")
 
 
-def make_publish(models_dir):
-    def publish(password, name, session):
+def make_publish(models_dir, gate: CuratorGate | None = None):
+    gate = gate or CuratorGate()
+
+    def publish(password, name, session, request: gr.Request = None):
         from artlab.store.registry import Registry
 
         if not session or not session.get("model"):
             return "Train a model first."
-        if not curator_ok(password):
-            return "❌ Only a curator can change the model for everyone (wrong or missing password)."
+        client = request.client.host if request is not None and request.client else "local"
+        refusal = gate.check(password if isinstance(password, str) else None, client)
+        if refusal:
+            return f"❌ Only a curator can change the model for everyone ({refusal})."
         registry = Registry(models_dir)
         try:
             target = registry.next_path(name or "curator")
@@ -324,7 +359,7 @@ def make_publish(models_dir):
             tmp.rename(target)                   # a half-copied model is never listed
             key = registry.activate(f"{target.parent.name}/{target.name}")
         except (WeightsError, OSError) as e:
-            return f"❌ {e}"
+            return _problem(e)
         return f"✅ **{key}** is now the model for everyone. `python -m artlab models rollback` undoes it."
     return publish
 
@@ -343,7 +378,7 @@ def download(session):
             export_onnx(folder, onnx_path)
     except Exception as e:  # noqa: BLE001 - the safetensors are still worth downloading
         log.warning("ONNX export failed: %s", e)
-        note = f"Model zip without ONNX (export failed: {e})."
+        note = f"Model zip without ONNX (export failed: {escape_user_text(e)})."
     target = folder.parent / f"artlab-model-{folder.name}.zip"
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(folder.iterdir()):
