@@ -75,6 +75,9 @@ def main() -> int:
     if args.limit and len(paths) > args.limit:
         paths = sorted(random.Random(0).sample(paths, args.limit))
     start = time.perf_counter()
+    if args.bulk:
+        from artlab.bulk import preload_decoder
+        preload_decoder()   # as `index --bulk` does: torchvision's import overlaps the model loading
     models = ArtModels(args.weights, args.device, autoencoder=args.psnr)
     load_s = time.perf_counter() - start
     with tempfile.TemporaryDirectory(prefix="artlab-index-bench-") as tmp:

@@ -15,7 +15,7 @@ from artlab.bulk import bulk_index
 from artlab.images import letterbox, list_images, to_uint8_tensor
 from artlab.inference.image import ArtModels
 from artlab.inference.text import TextModels
-from artlab.store.gallery import Gallery
+from artlab.store.gallery import Gallery, index_paths
 from artlab.training.evaluate import evaluate_folder, evaluate_text
 from artlab.training.finetune import FinetuneConfig, finetune
 from artlab.training.image import train_autoencoder, train_classifier
@@ -159,20 +159,29 @@ def test_text_training_and_inference_on_the_gpu(tmp_path):
 
 # ---------------------------------------------------------------- the bulk indexer
 
-def test_bulk_index_on_the_gpu(tiny_weights, tmp_path, monkeypatch):
-    """nvJPEG stands in as libjpeg-turbo; staging, letterboxing and thumbnails run on the pretend GPU."""
-    monkeypatch.setenv("ARTLAB_PRECISION", "fp32")
+def test_bulk_index_on_the_gpu_gives_the_apps_answers(tiny_weights, tmp_path, monkeypatch):
+    """nvJPEG stands in as libjpeg-turbo; staging, letterboxing and thumbnails run on the pretend GPU.
+    Against the app's own path (gallery.index_paths, Pillow on the CPU): the same files refused with
+    the same reasons, the same probabilities, the same thumbnails."""
+    monkeypatch.setenv("ARTLAB_PRECISION", "fp32")      # the same arithmetic on both sides
     folder = tmp_path / "art"
     for i in range(5):
         make_image(folder / f"{i}.jpg", (40 * i, 90, 200 - 30 * i), size=(90 + 10 * i, 60), pattern=i)
     make_image(folder / "flat.png", (10, 150, 10), size=(64, 64), pattern=5)
     (folder / "text.jpg").write_bytes(b"not a picture")
+    (folder / "cut.jpg").write_bytes((folder / "1.jpg").read_bytes()[:300])
     paths = list_images(folder)
-    want = bulk_index(Gallery(tmp_path / "cpu"), ArtModels(tiny_weights, "cpu", autoencoder=False), paths,
-                      batch_size=4, workers=2)
+    want = index_paths(Gallery(tmp_path / "cpu"), ArtModels(tiny_weights, "cpu", autoencoder=False), paths)
     with virtual_cuda():
         got = bulk_index(Gallery(tmp_path / "gpu"), ArtModels(tiny_weights, "cuda", autoencoder=False), paths,
                          batch_size=4, workers=2)
-    assert (got.added, got.skipped, got.errors) == (want.added, want.skipped, want.errors) == (6, 0, got.errors)
-    rows = {g: {w.sha256: (w.style, w.subject) for w in Gallery(tmp_path / g).browse()} for g in ("cpu", "gpu")}
-    assert rows["cpu"] == rows["gpu"]
+    assert (got.added, got.skipped, sorted(got.errors)) == (want.added, want.skipped, sorted(want.errors))
+    assert got.added == 6 and len(got.errors) == 2
+    works = {g: {w.sha256: w for w in Gallery(tmp_path / g).browse()} for g in ("cpu", "gpu")}
+    assert works["cpu"].keys() == works["gpu"].keys()
+    for sha, work in works["cpu"].items():
+        other = works["gpu"][sha]
+        for head, ranked in work.labels.items():
+            assert [n for n, _ in ranked] == [n for n, _ in other.labels[head]]
+            assert np.allclose([p for _, p in ranked], [p for _, p in other.labels[head]], atol=1e-5)
+        assert np.array_equal(np.asarray(Image.open(work.thumb)), np.asarray(Image.open(other.thumb)))

@@ -44,6 +44,9 @@ def run_index(args) -> int:
     except (OSError, ValueError, UnicodeDecodeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.folder is not None and args.bulk is not False and not args.psnr:
+        from artlab.bulk import preload_decoder
+        preload_decoder()   # the decoder's slow import runs beside the model loading
     try:
         models = ArtModels(args.weights, args.device, autoencoder=args.psnr)
     except WeightsError as e:
