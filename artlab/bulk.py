@@ -1,6 +1,6 @@
 """Bulk indexing at accelerator speed: `python -m artlab index DIR --bulk` (the default on a CUDA GPU).
 
-The ordinary path (`gallery.index_paths`) decodes with Pillow in the calling thread and
+The ordinary path (`indexing.index_paths`) decodes with Pillow in the calling thread and
 analyses 32 pictures at a time, which suits a CPU. On a GPU that would leave the device idle
 most of the time, so here the work is a pipeline whose stages overlap:
 
@@ -47,14 +47,8 @@ from artlab.images import (
     read_image_bytes,
     to_uint8_tensor,
 )
-from artlab.store.gallery import (
-    THUMB_SIDE,
-    Gallery,
-    IndexReport,
-    _meta_for,
-    analysis_to_work,
-    content_hash,
-)
+from artlab.indexing import IndexReport, Intake
+from artlab.store.gallery import THUMB_SIDE, Gallery, content_hash
 
 log = logging.getLogger(__name__)
 
@@ -262,30 +256,27 @@ class BulkIndexer:
 
     def run(self, paths: list[Path], root: Path | None = None, meta: dict | None = None,
             progress=None) -> IndexReport:
-        report, seen = IndexReport(), set()
+        intake = Intake(self.gallery, Path(root) if root else None, meta or {})
         pending_store: Future | None = None
         batch: list[_File] = []
         try:
             for item in self._read_ahead(paths):
                 if item.error:
-                    report.errors.append(item.error)
-                elif item.sha in seen or self.gallery.known(item.sha):
-                    report.skipped += 1
-                else:
-                    seen.add(item.sha)
+                    intake.failed(item.error)
+                elif intake.is_new(item.sha):
                     batch.append(item)
                 if progress:
                     progress(1)
                 if len(batch) >= self.batch_size:
-                    pending_store = self._analyse_and_store(batch, report, root, meta or {}, pending_store)
+                    pending_store = self._analyse_and_store(batch, intake, pending_store)
                     batch = []
             if batch:
-                pending_store = self._analyse_and_store(batch, report, root, meta or {}, pending_store)
+                pending_store = self._analyse_and_store(batch, intake, pending_store)
             if pending_store is not None:
                 pending_store.result()
         finally:
             self.pool.shutdown(wait=True)
-        return report
+        return intake.report
 
     def _read_ahead(self, paths):
         """Files in order, read by the pool at most READ_AHEAD_BATCHES batches ahead (bounded memory)."""
@@ -297,27 +288,21 @@ class BulkIndexer:
         while queue:
             yield queue.popleft().result()
 
-    def _analyse_and_store(self, batch, report, root, meta, pending_store) -> Future:
+    def _analyse_and_store(self, batch, intake: Intake, pending_store) -> Future:
         """Decode, resize and analyse `batch`; queue its store once the previous store is done."""
-        pictures, thumbs, kept = self._decode_batch(batch, report)
+        pictures, thumbs, kept = self._decode_batch(batch, intake)
         if kept:
             analyses = self.models.label_tensors(normalize(torch.stack(pictures)))
             # After the analysis, which waited for the device: each copy back is then a plain copy.
             thumbs = _thumbnails_to_host(thumbs)
-            works = [analysis_to_work(f.path.resolve(), f.sha, thumb, a, _meta_for(f.path, root, meta) if root else {})
-                     for f, thumb, a in zip(kept, thumbs, analyses)]
+            works = intake.works([(f.path, f.sha, thumb) for f, thumb in zip(kept, thumbs)], analyses)
         else:
             works = []
         if pending_store is not None:
             pending_store.result()  # one transaction at a time, in order
-        return self.pool.submit(self._store, works, report)
+        return self.pool.submit(intake.store, works, self.pool)
 
-    def _store(self, works, report):
-        added = self.gallery.add_batch(works, executor=self.pool) if works else []
-        report.added += len(added)
-        report.skipped += len(works) - len(added)
-
-    def _decode_batch(self, batch, report):
+    def _decode_batch(self, batch, intake: Intake):
         """The batch's pictures letterboxed on the device, their thumbnails, and the files kept."""
         side, device = self.models.input_size, self.models.device
         jpegs = [f for f in batch if f.batch_decodable]
@@ -334,7 +319,7 @@ class BulkIndexer:
             else:  # loaded by the pool (or refused by the batch decoder: loaded now)
                 picture, error = (loading.get(id(f)) or self.pool.submit(self._load, f.path)).result()
                 if error:
-                    report.errors.append(error)
+                    intake.failed(error)
                     continue
                 pictures.append(to_uint8_tensor(letterbox(picture, side)).to(device).float())
                 thumbs.append(picture)
@@ -352,5 +337,5 @@ class BulkIndexer:
 
 def bulk_index(gallery: Gallery, models, paths: list[Path], root: Path | None = None, meta: dict | None = None,
                batch_size: int = 256, workers: int = 8, progress=None) -> IndexReport:
-    """Index `paths` through the pipeline; same result and report as `gallery.index_paths`."""
+    """Index `paths` through the pipeline; same result and report as `indexing.index_paths`."""
     return BulkIndexer(gallery, models, batch_size, workers).run(paths, root, meta, progress)

@@ -113,6 +113,18 @@ def check_checkpoint(path: str | Path) -> dict:
     return card
 
 
+def check_folder(weights: "str | Path | None") -> None:
+    """Fail at start-up, naming the broken file, rather than on the first visitor's request.
+
+    Only cards and safetensors headers are read (milliseconds). The autoencoder is checked when
+    its files are there (a fine-tuned folder has none).
+    """
+    check_checkpoint(resolve(weights, CLASSIFIER_NAME))
+    autoencoder = resolve(weights, AUTOENCODER_NAME)
+    if autoencoder.exists() or autoencoder.with_suffix(".json").exists():
+        check_checkpoint(autoencoder)
+
+
 def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path).with_suffix(".safetensors")
     if not path.is_file():

@@ -26,6 +26,7 @@ from artlab.checkpoints import Checkpoint, WeightsError, resolve
 from artlab.device import pick_device
 from artlab.files import atomic_folder
 from artlab.images import ImageError, load_image
+from artlab.indexing import add_upload
 from artlab.inference.explain import OVERLAY_SIDE
 from artlab.inference.image import (
     AUTOENCODER_NAME,
@@ -52,7 +53,7 @@ class Look:
     analysis: Analysis
     seen: Image.Image                                  # the autoencoder's input (128 px, letterboxed)
     similar: list[tuple[Work, float]] = field(default_factory=list)
-    model_name: str = "art_classifier"                 # "name/vN" for a fine-tuned model of the registry
+    model_key: str | None = None                       # "name/vN" when a model of the models directory answered
 
     def to_json(self) -> dict:
         """One line of `predict --json` (labels as [id, probability], best first; psnr), plus the
@@ -60,7 +61,7 @@ class Look:
         return {**self.analysis.to_json(),
                 "similar": [{"id": work.id, "title": work.name, "score": round(score, 4)}
                             for work, score in self.similar],
-                "model": {"name": self.model_name, "sha256": self.analysis.model}}
+                "model": {"name": self.model_key or CLASSIFIER_NAME, "sha256": self.analysis.model}}
 
 
 @dataclass
@@ -196,7 +197,7 @@ class Lab:
             embedding = app_models.analyze([image], reconstruct=False)[0].embedding
         exclude = content_hash(source) if isinstance(source, bytes) else None
         pairs = self.gallery().similar(embedding.numpy(), similar, exclude_sha=exclude, model=app_models.model_id)
-        look = Look(analysis, autoencoder_input(image), pairs, self.model_key(weights) or models.checkpoint.name)
+        look = Look(analysis, autoencoder_input(image), pairs, self.model_key(weights))
         # A kiosk runs for weeks: hand the analysis's freed buffers back to the OS (a few ms), so the
         # app's memory stays flat instead of settling wherever the allocator's fragmentation takes it.
         release_freed_memory()
@@ -226,6 +227,29 @@ class Lab:
             return record, []
         probs = {head: dict(record[head]) for head in ("style", "subject") if head in record}
         return record, self.gallery().match_labels(probs, similar)
+
+    def add(self, data: bytes, title: str | None = None, artist: str | None = None,
+            year: str | None = None) -> tuple[int, bool]:
+        """Add an uploaded picture to the gallery, analysed by the app's model (the gallery's labels
+        and embeddings all come from it). Returns (the work's id, whether it is new)."""
+        return add_upload(self.gallery(), self.models(), data, title=title, artist=artist, year=year)
+
+    def browse(self, style: str | None = None, subject: str | None = None, query: str | None = None,
+               limit: int = 60, offset: int = 0) -> tuple[list[Work], int, int]:
+        """Works matching the filters (newest first), the gallery's size, and how many of its works an
+        earlier model analysed (left out of similar works until `index --refresh` re-analyses them)."""
+        gallery = self.gallery()
+        works = gallery.browse(style=style or None, subject=subject or None, query=query, limit=limit, offset=offset)
+        total = gallery.count()
+        stale = gallery.other_model_count(self.models().model_id) if total else 0
+        return works, total, stale
+
+    def model_cards(self) -> dict[str, dict]:
+        """The cards of the app's image and text models, for the About tab."""
+        from artlab.inference.image import model_info
+        from artlab.inference.text import model_info as text_model_info
+
+        return {**model_info(self.weights), **text_model_info(self.weights)}
 
     def walk(self, a, b, steps: int, weights: str | None = None) -> list[Image.Image]:
         """Pictures along the autoencoder's latent line from a to b (the Create tab)."""

@@ -25,6 +25,7 @@ SUBJECTS = (
 # The heads of each kind of model, in the order of their outputs.
 IMAGE_HEADS = {"style": STYLES, "subject": SUBJECTS}
 TEXT_HEADS = {"subject": SUBJECTS, "style": STYLES}
+CUSTOM_HEAD = "labels"      # a fine-tuned model's own classes: its head in the model and in predict's JSON
 
 # Display names for the UI, in the languages the kiosk offers.
 DISPLAY_NAMES = {

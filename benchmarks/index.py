@@ -68,8 +68,9 @@ def main() -> int:
     import torch
 
     from artlab.images import list_images
+    from artlab.indexing import index_paths
     from artlab.inference.image import ArtModels
-    from artlab.store.gallery import Gallery, index_paths
+    from artlab.store.gallery import Gallery
 
     paths = list_images(args.folder)
     if args.limit and len(paths) > args.limit:

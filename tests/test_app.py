@@ -63,11 +63,11 @@ def weights(tiny_weights, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def app(weights, tmp_path_factory):
+    from artlab.lab import Lab
     from artlab.ui.context import AppContext
     from artlab.ui.server import serve
 
-    ctx = AppContext(weights=str(weights), gallery_dir=str(tmp_path_factory.mktemp("gallery")), device="cpu",
-                     max_upload_mb=1, models_dir=str(tmp_path_factory.mktemp("no-models")))  # not the user's
+    ctx = AppContext(Lab(weights=str(weights), gallery_dir=str(tmp_path_factory.mktemp("gallery")), device="cpu", models_dir=str(tmp_path_factory.mktemp("no-models"))), max_upload_mb=1)  # not the user's
     port = free_port()
     demo = serve(ctx, "127.0.0.1", port, block=False)
     url = f"http://127.0.0.1:{port}/"
@@ -100,7 +100,7 @@ def test_analyze_text_returns_labels(app):
     ctx, _, client = app
     subject, style, reconstruction, matches, note = client.predict("river mountain at dusk",
                                                                    api_name="/analyze_text")
-    models, problem = ctx.text_models()
+    models, problem = ctx.lab.text_models()
     if models is None:
         pytest.fail(f"text models did not load: {problem}")
     assert {c["label"] for c in subject["confidences"]} <= SUBJECT_NAMES and subject["confidences"]
@@ -133,12 +133,12 @@ def test_added_work_appears_in_browse_and_in_similar_results(app, picture, tmp_p
     near.save(near_path)
     similar = client.predict(handle_file(str(near_path)), api_name="/analyze_artwork")[6]
     assert similar and similar[0]["caption"].startswith("Harbour at Dawn")
-    assert ctx.gallery().count() == 1
+    assert ctx.lab.gallery().count() == 1
 
 
 def test_only_gallery_images_and_assets_are_served(app, weights):
     ctx, url, _ = app
-    gallery = ctx.gallery()
+    gallery = ctx.lab.gallery()
     thumb = gallery.browse()[0].thumb if gallery.count() else None
     refused = ["/etc/passwd", str(ROOT / "app.py"), str(ROOT / "artlab" / "gallery.py"),
                str(weights / "art_classifier.safetensors"), str(gallery.db_path), str(Path.home() / ".bashrc"),
@@ -168,11 +168,12 @@ def test_oversized_upload_is_refused(app, tmp_path):
 
 
 def test_kiosk_has_no_train_tab_no_api_footer_and_no_adding(tmp_path, tiny_weights):
+    from artlab.lab import Lab
     from artlab.ui.context import AppContext
     from artlab.ui.layout import build_app
     from artlab.ui.server import launch_options
 
-    ctx = AppContext(weights=str(tiny_weights), gallery_dir=str(tmp_path / "g"), kiosk=True, idle_minutes=2)
+    ctx = AppContext(Lab(weights=str(tiny_weights), gallery_dir=str(tmp_path / "g")), kiosk=True, idle_minutes=2)
     config = build_app(ctx).get_config_file()
     labels = [c["props"].get("label") for c in config["components"] if c["type"] == "tabitem"]
     assert "Train" not in labels and "Artwork" in labels
@@ -185,7 +186,7 @@ def test_kiosk_has_no_train_tab_no_api_footer_and_no_adding(tmp_path, tiny_weigh
 
 
 def test_curator_password_from_the_environment(monkeypatch):
-    from artlab.ui.context import curator_ok
+    from artlab.curator import curator_ok
 
     monkeypatch.delenv("ARTLAB_CURATOR_PASSWORD", raising=False)
     assert not curator_ok("anything") and not curator_ok("")

@@ -40,12 +40,12 @@ def models_dir(tiny_weights, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def app(tiny_weights, models_dir, tmp_path_factory):
+    from artlab.lab import Lab
     from artlab.ui.context import AppContext
     from artlab.ui.server import serve
 
     Registry(models_dir).activate("deep")             # as `python -m artlab models activate deep` would
-    ctx = AppContext(weights=str(tiny_weights), models_dir=str(models_dir), device="cpu",
-                     gallery_dir=str(tmp_path_factory.mktemp("gallery")))
+    ctx = AppContext(Lab(weights=str(tiny_weights), models_dir=str(models_dir), device="cpu", gallery_dir=str(tmp_path_factory.mktemp("gallery"))))
     demo = serve(ctx, "127.0.0.1", free_port(), block=False)
     yield ctx, Client(demo.local_url, verbose=False)
     demo.close()
@@ -82,15 +82,15 @@ def test_the_active_deep_model_shows_only_its_own_classes(app, picture):
 
 def test_the_gallery_is_searched_with_the_apps_embedding(app, picture, monkeypatch):
     ctx, client = app
-    deep = ctx.artwork_weights()
-    assert not ctx.embeds_like_gallery(deep)
-    gallery = ctx.gallery()
+    deep = ctx.lab.artwork_weights()
+    assert not ctx.lab.embeds_like_gallery(deep)
+    gallery = ctx.lab.gallery()
     seen = []
     original = gallery.similar
     monkeypatch.setattr(gallery, "similar", lambda embedding, *a, **k: seen.append(embedding) or original(
         embedding, *a, **k))
     _analyze(client, picture)
-    ours, theirs = (ctx.models(w).analyze([ctx.models(w).prepare(picture)], reconstruct=False)[0].embedding
+    ours, theirs = (ctx.lab.models(w).analyze([ctx.lab.models(w).prepare(picture)], reconstruct=False)[0].embedding
                     for w in (None, deep))
     used = torch.as_tensor(seen[-1])
     assert torch.allclose(used, ours, atol=1e-5)
@@ -105,7 +105,7 @@ def test_activating_another_model_takes_effect_without_a_restart(app, picture, m
         out = _analyze(client, picture)
         assert _shown(out["custom"]) == {"red", "blue"}
         assert len(_shown(out["style"])) == 3 and len(_shown(out["subject"])) == 3   # head only: both kept
-        assert ctx.embeds_like_gallery(ctx.artwork_weights())                      # same backbone and neck
+        assert ctx.lab.embeds_like_gallery(ctx.lab.artwork_weights())                      # same backbone and neck
         registry.deactivate()                                                      # `models shipped`
         out = _analyze(client, picture)
         assert _shown(out["custom"]) == set() and len(_shown(out["style"])) == 3
@@ -122,25 +122,25 @@ def test_a_visitors_own_model_overrides_the_active_one(app, picture, models_dir)
                                                           progress=lambda *a, **k: None)
     assert style["visible"] and subject["visible"] and set(custom["value"]) == {"red", "blue"}
     assert custom["label"] == "colours/v1"
-    assert ctx.artwork_weights(None).endswith("deep/v1") and ctx.artwork_weights(own) == own
+    assert ctx.lab.artwork_weights(None).endswith("deep/v1") and ctx.lab.artwork_weights(own) == own
 
 
 def test_added_works_use_the_apps_model_whatever_is_active(app, picture):
     ctx, client = app
     assert "Added" in client.predict(handle_file(str(picture)), "Harbour", "", "", api_name="/add_to_gallery")
-    work = ctx.gallery().browse(query="Harbour")[0]
+    work = ctx.lab.gallery().browse(query="Harbour")[0]
     assert work.style and work.subject                   # the deep model has neither: the app's model labelled it
 
 
 def test_models_directory_from_the_command_line_and_the_environment(models_dir, monkeypatch):
-    from artlab.ui.context import AppContext
+    from artlab.lab import Lab
     from artlab.ui.server import make_context, parse_args
 
     assert make_context(parse_args(["--models", str(models_dir)])).models_dir == str(models_dir)
     monkeypatch.setenv("ARTLAB_MODELS", str(models_dir))
-    assert AppContext(weights="w").artwork_weights() == str(Registry(models_dir).active_path())
+    assert Lab(weights="w").artwork_weights() == str(Registry(models_dir).active_path())
     monkeypatch.setenv("ARTLAB_MODELS", str(models_dir / "nothing-here"))
-    assert AppContext(weights="w").artwork_weights() == "w"
+    assert Lab(weights="w").artwork_weights() == "w"
 
 
 def test_a_broken_active_model_stops_the_start_with_one_line(tiny_weights, tmp_path, capsys):
@@ -175,5 +175,5 @@ def test_a_head_only_model_of_an_earlier_base_does_not_share_the_gallerys_embedd
     tensors = read_tensors(older / "art_classifier")
     tensors["backbone.stem.0.weight"] = tensors["backbone.stem.0.weight"] * 1.1   # another backbone, same neck
     save_file(tensors, str(older / "art_classifier.safetensors"))
-    assert ctx.embeds_like_gallery(str(head_only))
-    assert not ctx.embeds_like_gallery(str(older))
+    assert ctx.lab.embeds_like_gallery(str(head_only))
+    assert not ctx.lab.embeds_like_gallery(str(older))

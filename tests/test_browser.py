@@ -19,13 +19,14 @@ pytestmark = [pytest.mark.browser,
 
 @pytest.fixture(scope="module")
 def app_url(tiny_weights, tmp_path_factory):
+    from artlab.lab import Lab
     from artlab.ui.context import AppContext
     from artlab.ui.server import serve
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    ctx = AppContext(weights=str(tiny_weights), gallery_dir=str(tmp_path_factory.mktemp("gallery")), device="cpu")
+    ctx = AppContext(Lab(weights=str(tiny_weights), gallery_dir=str(tmp_path_factory.mktemp("gallery")), device="cpu"))
     demo = serve(ctx, "127.0.0.1", port, block=False)
     yield f"http://127.0.0.1:{port}/"
     demo.close()

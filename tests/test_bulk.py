@@ -14,8 +14,9 @@ from PIL import Image
 from artlab.bulk import _decode_jpegs as _strict_decoder
 from artlab.bulk import bulk_index
 from artlab.images import list_images
+from artlab.indexing import index_paths
 from artlab.inference.image import ArtModels
-from artlab.store.gallery import Gallery, index_paths
+from artlab.store.gallery import Gallery
 
 
 @pytest.fixture(scope="module")

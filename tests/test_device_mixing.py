@@ -13,9 +13,10 @@ from virtual_cuda import CudaOnCpu, DeviceMismatch, virtual_cuda
 
 from artlab.bulk import bulk_index
 from artlab.images import letterbox, list_images, to_uint8_tensor
+from artlab.indexing import index_paths
 from artlab.inference.image import ArtModels
 from artlab.inference.text import TextModels
-from artlab.store.gallery import Gallery, index_paths
+from artlab.store.gallery import Gallery
 from artlab.training.evaluate import evaluate_folder, evaluate_text
 from artlab.training.finetune import FinetuneConfig, finetune
 from artlab.training.image import train_autoencoder, train_classifier
@@ -161,7 +162,7 @@ def test_text_training_and_inference_on_the_gpu(tmp_path):
 
 def test_bulk_index_on_the_gpu_gives_the_apps_answers(tiny_weights, tmp_path, monkeypatch):
     """nvJPEG stands in as libjpeg-turbo; staging, letterboxing and thumbnails run on the pretend GPU.
-    Against the app's own path (gallery.index_paths, Pillow on the CPU): the same files refused with
+    Against the app's own path (indexing.index_paths, Pillow on the CPU): the same files refused with
     the same reasons, the same probabilities, the same thumbnails."""
     monkeypatch.setenv("ARTLAB_PRECISION", "fp32")      # the same arithmetic on both sides
     folder = tmp_path / "art"

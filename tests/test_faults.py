@@ -222,7 +222,7 @@ def test_app_starts_with_good_weights(tiny_weights, tmp_path, monkeypatch):
     from artlab.ui import server
 
     started = []
-    monkeypatch.setattr(server, "serve", lambda ctx, host, port: started.append(ctx.weights))
+    monkeypatch.setattr(server, "serve", lambda ctx, host, port: started.append(ctx.lab.weights))
     server.main(["--weights", str(tiny_weights), "--gallery", str(tmp_path / "g"), "--port", "0"])
     assert started == [str(tiny_weights)]
 
@@ -230,6 +230,9 @@ def test_app_starts_with_good_weights(tiny_weights, tmp_path, monkeypatch):
 def test_a_publish_killed_mid_copy_does_not_block_the_next(tiny_weights, tmp_path, monkeypatch):
     """The Train tab copies a model into the models directory via a hidden .vN.tmp folder; a kill
     mid-copy leaves that folder, which must neither be listed nor stop the next publish."""
+    from artlab.curation import CurationSession
+    from artlab.curator import CuratorGate
+    from artlab.lab import Lab
     from artlab.ui.train_tab import make_publish
 
     models = tmp_path / "models"
@@ -237,10 +240,10 @@ def test_a_publish_killed_mid_copy_does_not_block_the_next(tiny_weights, tmp_pat
     stale.mkdir(parents=True)
     (stale / "art_classifier.safetensors").write_bytes(b"\0" * 100)         # half a copy
     assert Registry(models).entries() == []
-    session = {"model": str(tmp_path / "mine")}
-    shutil.copytree(tiny_weights, session["model"])
+    session = CurationSession(tmp_path / "visitor")
+    session.model = str(shutil.copytree(tiny_weights, tmp_path / "mine"))
     monkeypatch.setenv("ARTLAB_CURATOR_PASSWORD", "pw")
-    assert "colours/v1" in make_publish(models)("pw", "colours", session)
+    assert "colours/v1" in make_publish(Lab(models_dir=str(models)), CuratorGate())("pw", "colours", session)
     assert Registry(models).active() == "colours/v1" and not stale.exists()
     load_classifier(Registry(models).active_path(), "cpu")
 

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from conftest import make_image
 
+from artlab.indexing import index_folder, read_meta
 from artlab.inference.image import ArtModels
 from artlab.paths import gallery_dir
-from artlab.store.gallery import Gallery, index_folder, read_meta
+from artlab.store.gallery import Gallery
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -184,7 +185,7 @@ def newer_models(tmp_path_factory, tiny_weights):
 def test_new_weights_leave_old_embeddings_out_until_refresh(folder, tmp_path, models, newer_models, tiny_weights,
                                                             capsys):
     from artlab.cli import main
-    from artlab.store.gallery import refresh
+    from artlab.indexing import refresh
 
     gallery = Gallery(tmp_path / "g")
     index_folder(gallery, models, folder)

@@ -1,7 +1,7 @@
 """The GPU path means what the CPU path means (needs a CUDA GPU; scripts/gpu_checks.sh runs it).
 
 The shipped models index the same files twice: on the CPU the way the app analyses an upload
-(gallery.index_paths, Pillow decoding), and on the GPU through the bulk indexer (nvJPEG, device
+(indexing.index_paths, Pillow decoding), and on the GPU through the bulk indexer (nvJPEG, device
 resizing, bf16). Same files refused with the same one-line reasons; top style and subject the same
 on >= 99 % of the pictures; every probability within 0.02. The pictures: $ARTLAB_AGREEMENT_DATA
 (the script points it at the val set), else synthetic ones; the bad files of tests/bad_images.py
@@ -20,8 +20,9 @@ from conftest import make_image
 
 from artlab.bulk import bulk_index
 from artlab.images import list_images
+from artlab.indexing import index_paths
 from artlab.inference.image import ArtModels
-from artlab.store.gallery import Gallery, index_paths
+from artlab.store.gallery import Gallery
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU on this machine")
 

@@ -42,11 +42,11 @@ def free_port() -> int:
 
 
 def start(weights, tmp_path_factory, kiosk: bool):
+    from artlab.lab import Lab
     from artlab.ui.context import AppContext
     from artlab.ui.server import serve
 
-    ctx = AppContext(weights=str(weights), gallery_dir=str(tmp_path_factory.mktemp("gallery")), device="cpu",
-                     kiosk=kiosk, max_upload_mb=1, models_dir=str(tmp_path_factory.mktemp("models")))
+    ctx = AppContext(Lab(weights=str(weights), gallery_dir=str(tmp_path_factory.mktemp("gallery")), device="cpu", models_dir=str(tmp_path_factory.mktemp("models"))), kiosk=kiosk, max_upload_mb=1)
     port = free_port()
     return ctx, serve(ctx, "127.0.0.1", port, block=False), f"http://127.0.0.1:{port}/"
 
@@ -54,7 +54,7 @@ def start(weights, tmp_path_factory, kiosk: bool):
 @pytest.fixture(scope="module")
 def app(tiny_weights, tmp_path_factory):
     ctx, demo, url = start(tiny_weights, tmp_path_factory, kiosk=False)
-    ctx.models()                       # loaded before any memory is measured
+    ctx.lab.models()                       # loaded before any memory is measured
     yield ctx, url, Client(url, verbose=False)
     demo.close()
 
@@ -89,7 +89,7 @@ def test_polyglot_upload_is_kept_as_an_image_and_never_served_as_html(app, tmp_p
     ctx, url, client = app
     upload = polyglot(tmp_path / "x.html")
     assert "Added" in client.predict(handle_file(str(upload)), "Harbour", "", "", api_name="/add_to_gallery")
-    gallery = ctx.gallery()
+    gallery = ctx.lab.gallery()
     kept = sorted(p.name for p in gallery.works_dir.iterdir() if not p.name.startswith("."))
     assert len(kept) == 1 and kept[0].endswith(".jpg"), kept
     stored = gallery.works_dir / kept[0]
@@ -110,7 +110,7 @@ def test_only_thumbnails_and_assets_are_served_folders(app):
     ctx, _, _ = app
     from artlab.store.gallery import WORKS_DIR
 
-    assert not any(Path(p).name == WORKS_DIR for p in ctx.served_folders())
+    assert not any(Path(p).name == WORKS_DIR for p in ctx.lab.public_folders())
 
 
 # ------------------------------------------------------------------ 2. HTML injection, in a browser
@@ -163,7 +163,7 @@ def test_train_tab_notes_escape_class_and_entry_names(tmp_path):
     assert "<img" not in notes and "](" not in notes and "\u202e" not in notes
     assert "abcgpj.exe" in notes and "&#60;img" in notes
     assert train_tab.add_class("abc\u202egpj", session)[3]["value"] == "abcgpj"   # the folder's name too
-    train_tab._forget(session)
+    session.close()
 
 
 # ------------------------------------------------------------------ 3. request bodies
@@ -248,18 +248,19 @@ def _sparse_zip(path: Path, entries: dict[str, int]) -> Path:
 
 
 def test_sparse_zip_of_two_992_mb_zero_files_is_refused_before_writing(tmp_path):
+    from artlab.curation import CurationSession
     from artlab.ui import train_tab
 
     archive = _sparse_zip(tmp_path / "sparse.zip", {"cats/a.jpg": 992 * 2**20, "dogs/b.jpg": 992 * 2**20})
     assert archive.stat().st_size < 4 * 2**20
-    session = train_tab._new_session()
+    session = CurationSession()
     started = time.monotonic()
     notes = train_tab.add_zip(str(archive), session)[2]
     assert time.monotonic() - started < 5
     assert "❌" in notes and "zip bomb" in notes
-    written = sum(p.stat().st_size for p in Path(session["dir"]).rglob("*") if p.is_file())
+    written = sum(p.stat().st_size for p in session.folder.rglob("*") if p.is_file())
     assert written < 2**20
-    train_tab._forget(session)
+    session.close()
 
 
 def test_zip_entries_over_the_image_limit_or_unreadable_are_skipped_unwritten(tmp_path, monkeypatch):
@@ -278,15 +279,16 @@ def test_zip_entries_over_the_image_limit_or_unreadable_are_skipped_unwritten(tm
 
 
 def test_a_sessions_images_are_capped_in_all(tmp_path, monkeypatch):
+    from artlab import curation
     from artlab.ui import train_tab
 
     pictures = [make_image(tmp_path / f"{i}.png", (10, 90, 40), size=(40, 30)) for i in range(6)]
     size = pictures[0].stat().st_size
-    monkeypatch.setattr(train_tab, "MAX_SESSION_BYTES", 3 * size + size // 2)
+    monkeypatch.setattr(curation, "MAX_SESSION_BYTES", 3 * size + size // 2)
     session = train_tab.add_class("cats", None)[0]
     notes = train_tab.add_class_images([str(p) for p in pictures], "cats", session)[2]
-    assert train_tab._counts(session)["cats"] == 3 and "over the" in notes
-    train_tab._forget(session)
+    assert session.counts()["cats"] == 3 and "over the" in notes
+    session.close()
 
 
 def test_stale_temp_folders_are_removed_and_live_ones_kept(tmp_path):
@@ -349,15 +351,17 @@ class Visitor:
 def test_curator_password_is_throttled_per_client_and_logged(tiny_weights, tmp_path, monkeypatch, caplog):
     import shutil
 
-    from artlab.ui.context import CuratorGate
+    from artlab.curation import CurationSession
+    from artlab.curator import CuratorGate
+    from artlab.lab import Lab
     from artlab.ui.train_tab import make_publish
 
     monkeypatch.setenv("ARTLAB_CURATOR_PASSWORD", "correct horse")
     clock = Clock()
     gate = CuratorGate(clock=lambda: clock.now, sleep=clock.sleep)
-    session = {"model": str(tmp_path / "mine")}
-    shutil.copytree(tiny_weights, session["model"])
-    publish = make_publish(tmp_path / "models", gate=gate)
+    session = CurationSession(tmp_path / "visitor")
+    session.model = str(shutil.copytree(tiny_weights, tmp_path / "mine"))
+    publish = make_publish(Lab(models_dir=str(tmp_path / "models")), gate)
     attacker, curator = Visitor("10.0.0.66"), Visitor("10.0.0.7")
     caplog.set_level(logging.WARNING, logger="artlab.ui.context")
     for _ in range(gate.MAX_FAILURES):
@@ -373,7 +377,7 @@ def test_curator_password_is_throttled_per_client_and_logged(tiny_weights, tmp_p
 
 
 def test_tries_sent_in_parallel_are_refused_unread(monkeypatch):
-    from artlab.ui.context import CuratorGate
+    from artlab.curator import CuratorGate
 
     monkeypatch.setenv("ARTLAB_CURATOR_PASSWORD", "correct horse")
     now = [0.0]

@@ -25,12 +25,13 @@ CURATOR_ENDPOINTS = {"train_activate", "train_publish", "train_start", "train_ad
 @pytest.fixture(scope="module")
 def configs(tiny_weights, tmp_path_factory):
     """The app's config (components and events) in kiosk and in normal mode."""
+    from artlab.lab import Lab
     from artlab.ui.context import AppContext
     from artlab.ui.server import create
 
     out = {}
     for kiosk in (True, False):
-        ctx = AppContext(weights=str(tiny_weights), gallery_dir=str(tmp_path_factory.mktemp("g")), kiosk=kiosk)
+        ctx = AppContext(Lab(weights=str(tiny_weights), gallery_dir=str(tmp_path_factory.mktemp("g"))), kiosk=kiosk)
         demo = create(ctx)
         out[kiosk] = (demo, demo.get_config_file())
     return out
@@ -51,12 +52,15 @@ def test_kiosk_has_no_endpoint_that_trains_or_changes_the_model(configs):
 
 def test_publishing_for_everyone_needs_the_curator_password(tiny_weights, tmp_path, monkeypatch):
     """The handler behind /train_publish (not in the kiosk at all): no password set, wrong, right."""
+    from artlab.curation import CurationSession
+    from artlab.curator import CuratorGate
+    from artlab.lab import Lab
     from artlab.ui.train_tab import make_publish
 
     models = tmp_path / "models"
-    session = {"model": str(tmp_path / "mine")}
-    shutil.copytree(tiny_weights, session["model"])
-    publish = make_publish(models)
+    session = CurationSession(tmp_path / "visitor")
+    session.model = str(shutil.copytree(tiny_weights, tmp_path / "mine"))
+    publish = make_publish(Lab(models_dir=str(models)), CuratorGate())
     monkeypatch.delenv("ARTLAB_CURATOR_PASSWORD", raising=False)
     for attempt in ("", None, "admin", "password"):                # no password configured: always refused
         assert "Only a curator" in publish(attempt, "colours", session)
@@ -72,7 +76,7 @@ def test_password_comparison_is_constant_time():
     """curator_ok must use hmac.compare_digest, not ==, so timing does not leak the password."""
     import inspect
 
-    from artlab.ui import context
+    from artlab import curator as context
 
     source = inspect.getsource(context.curator_ok)
     assert "compare_digest" in source and "==" not in source
@@ -99,11 +103,12 @@ def test_one_inference_group_and_one_training_group(configs):
 
 
 def test_served_folders_exclude_repo_weights_models_and_home(tiny_weights, tmp_path):
+    from artlab.lab import Lab
     from artlab.paths import models_dir
     from artlab.ui.context import AppContext
     from artlab.ui.server import launch_options
 
-    ctx = AppContext(weights=str(tiny_weights), gallery_dir=str(tmp_path / "g"), kiosk=True)
+    ctx = AppContext(Lab(weights=str(tiny_weights), gallery_dir=str(tmp_path / "g")), kiosk=True)
     options = launch_options(ctx, "127.0.0.1", 7860)
     assert options["server_name"] == "127.0.0.1"                     # loopback unless told otherwise
     assert re.fullmatch(r"\d+mb", options["max_file_size"])

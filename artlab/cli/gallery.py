@@ -26,23 +26,12 @@ def register(sub):
 
 
 def run_index(args) -> int:
-    from tqdm import tqdm
-
     from artlab.checkpoints import WeightsError
-    from artlab.images import list_images
     from artlab.inference.image import ArtModels
-    from artlab.store.gallery import Gallery, index_paths, read_meta, refresh
+    from artlab.store.gallery import Gallery
 
-    if args.folder is None and not args.refresh:
-        print("error: give a folder to index (or --refresh)", file=sys.stderr)
-        return 2
-    if args.folder is not None and not args.folder.is_dir():
-        print(f"error: {args.folder}: not a folder", file=sys.stderr)
-        return 2
-    try:
-        meta = read_meta(args.meta) if args.meta else {}
-    except (OSError, ValueError, UnicodeDecodeError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    meta = _read_arguments(args)
+    if meta is None:
         return 2
     if args.folder is not None and args.bulk is not False and not args.psnr:
         from artlab.bulk import preload_decoder
@@ -53,8 +42,39 @@ def run_index(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     gallery = Gallery(args.gallery)
+    try:
+        _refresh_or_say_stale(gallery, models, args.refresh)
+        if args.folder is not None:
+            _index_folder(gallery, models, args, meta)
+    finally:
+        gallery.close()
+    return 0
+
+
+def _read_arguments(args) -> dict | None:
+    """The metadata CSV's contents ({} without one), or None after saying what is wrong."""
+    from artlab.indexing import read_meta
+
+    if args.folder is None and not args.refresh:
+        print("error: give a folder to index (or --refresh)", file=sys.stderr)
+        return None
+    if args.folder is not None and not args.folder.is_dir():
+        print(f"error: {args.folder}: not a folder", file=sys.stderr)
+        return None
+    try:
+        return read_meta(args.meta) if args.meta else {}
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+
+
+def _refresh_or_say_stale(gallery, models, refresh_asked: bool) -> None:
+    from tqdm import tqdm
+
+    from artlab.indexing import refresh
+
     stale = gallery.other_model_count(models.model_id)
-    if args.refresh and stale:
+    if refresh_asked and stale:
         with tqdm(total=stale, unit="img", desc="re-analysing") as bar:
             report = refresh(gallery, models, progress=bar.update)
         for error in report.errors:
@@ -63,27 +83,23 @@ def run_index(args) -> int:
     elif stale:
         print(f"note: {stale} works were analysed by an earlier model and are left out of similar works; "
               f"`python -m artlab index --refresh` re-analyses them", file=sys.stderr)
-    if args.folder is None:
-        gallery.close()
-        return 0
+
+
+def _index_folder(gallery, models, args, meta: dict) -> None:
+    from tqdm import tqdm
+
+    from artlab.images import list_images
+    from artlab.indexing import index, use_bulk
+
     paths = list_images(args.folder)
-    bulk = args.bulk if args.bulk is not None else models.device.type == "cuda"
-    if bulk and args.psnr:
+    bulk = use_bulk(models, args.bulk, args.psnr)
+    if args.bulk and args.psnr:
         print("note: --psnr needs the autoencoder, which the bulk indexer does not run; using the ordinary path",
               file=sys.stderr)
-        bulk = False
     with tqdm(total=len(paths), unit="img", desc="indexing (bulk)" if bulk else "indexing") as bar:
-        if bulk:
-            from artlab.bulk import bulk_index
-
-            report = bulk_index(gallery, models, paths, root=args.folder, meta=meta, batch_size=args.batch or 256,
-                                workers=args.workers, progress=bar.update)
-        else:
-            report = index_paths(gallery, models, paths, root=args.folder, meta=meta, batch_size=args.batch or 32,
-                                 progress=bar.update, reconstruct=args.psnr)
+        report = index(gallery, models, paths, root=args.folder, meta=meta, bulk=bulk, batch_size=args.batch,
+                       workers=args.workers, progress=bar.update, reconstruct=args.psnr)
     for error in report.errors:
         print(f"skipped: {error}", file=sys.stderr)
     print(f"{report.added} added, {report.skipped} already in the gallery, {len(report.errors)} unreadable; "
           f"the gallery at {gallery.folder} holds {gallery.count()} works")
-    gallery.close()
-    return 0

@@ -8,7 +8,6 @@ the whole batch or none of it; thumbnails are written (atomically) before the
 commit, so a committed row always has its thumbnail.
 """
 
-import csv
 import datetime
 import hashlib
 import io
@@ -25,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from artlab import paths
-from artlab.images import MAX_BYTES, ImageError, list_images, load_image, stored_suffix
+from artlab.images import load_image, stored_suffix
 
 log = logging.getLogger(__name__)
 
@@ -104,16 +103,6 @@ class NewWork:
     artist: str | None = None
     year: str | None = None
     model: str | None = None     # the classifier's id (ArtModels.model_id)
-
-
-@dataclass
-class IndexReport:
-    added: int = 0
-    skipped: int = 0          # already in the gallery (same content hash)
-    errors: list[str] = None  # "path: reason" for unreadable files
-
-    def __post_init__(self):
-        self.errors = self.errors or []
 
 
 class Gallery:
@@ -359,137 +348,3 @@ class Gallery:
     def integrity_ok(self) -> bool:
         with self._lock:
             return self._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-
-
-# ---------------------------------------------------------------------- indexing
-
-def read_meta(csv_path: str | Path) -> dict[str, dict]:
-    """Metadata CSV -> {file name or relative path: {"title", "artist", "year"}}.
-
-    The CSV needs a `file` (or `path`/`filename`) column; title, artist and year are optional.
-    """
-    meta = {}
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        fields = {name.lower().strip(): name for name in reader.fieldnames or []}
-        key = next((fields[k] for k in ("file", "path", "filename") if k in fields), None)
-        if key is None:
-            raise ValueError(f"{csv_path}: needs a 'file' column naming each image")
-        for row in reader:
-            values = {k: (row.get(fields[k]) or "").strip() or None for k in ("title", "artist", "year") if k in fields}
-            meta[row[key].strip()] = values
-    return meta
-
-
-def _meta_for(path: Path, root: Path, meta: dict) -> dict:
-    try:
-        relative = str(path.relative_to(root))
-    except ValueError:
-        relative = path.name
-    return meta.get(relative) or meta.get(path.name) or {}
-
-
-def analysis_to_work(path, sha256: str, image: Image.Image, analysis, info: dict | None = None) -> NewWork:
-    info = info or {}
-    return NewWork(path=str(path), sha256=sha256, image=image, labels=analysis.labels, model=analysis.model,
-                   embedding=analysis.embedding.numpy().astype(np.float32), psnr=analysis.psnr,
-                   title=info.get("title"), artist=info.get("artist"), year=info.get("year"))
-
-
-def index_paths(gallery: Gallery, models, paths: list[Path], root: Path | None = None, meta: dict | None = None,
-                batch_size: int = 32, progress=None, reconstruct: bool = False) -> IndexReport:
-    """Add image files to the gallery in batches (one transaction each), skipping known hashes.
-
-    `progress(n)` is called after each file with the number of files handled.
-    Unreadable files are reported in the result, never fatal. The reconstruction (and its PSNR)
-    is skipped unless asked for: the gallery never shows it, and it costs a fifth of the time.
-    """
-    report, batch = IndexReport(), []
-    root = Path(root) if root else None
-    meta = meta or {}
-
-    def flush():
-        if not batch:
-            return
-        analyses = models.analyze([b[2] for b in batch], reconstruct=reconstruct)
-        works = [analysis_to_work(path, sha, image, a, _meta_for(path, root, meta) if root else {})
-                 for (path, sha, image), a in zip(batch, analyses)]
-        added = gallery.add_batch(works)
-        report.added += len(added)
-        report.skipped += len(works) - len(added)   # same picture twice within one batch
-        batch.clear()
-
-    seen = set()
-    for path in paths:
-        path = Path(path)
-        try:
-            if path.is_file() and path.stat().st_size > MAX_BYTES:
-                raise ImageError(f"{path}: file is over the {MAX_BYTES // 2**20} MB limit")
-            sha = content_hash(path.read_bytes()) if path.is_file() else None
-            if sha and (sha in seen or gallery.known(sha)):
-                report.skipped += 1
-            else:
-                image = models.prepare(path, display_side=THUMB_SIDE)   # the one safe loader: ImageError
-                batch.append((path.resolve(), sha, image))
-                seen.add(sha)
-        except ImageError as e:
-            report.errors.append(str(e))
-        except OSError as e:
-            report.errors.append(f"{path}: cannot read ({e.strerror or e})")
-        if len(batch) >= batch_size:
-            flush()
-        if progress:
-            progress(1)
-    flush()
-    return report
-
-
-def index_folder(gallery: Gallery, models, folder: str | Path, meta_csv: str | Path | None = None,
-                 batch_size: int = 32, progress=None) -> IndexReport:
-    folder = Path(folder)
-    meta = read_meta(meta_csv) if meta_csv else {}
-    return index_paths(gallery, models, list_images(folder), root=folder, meta=meta,
-                       batch_size=batch_size, progress=progress)
-
-
-def add_upload(gallery: Gallery, models, data: bytes, title: str | None = None, artist: str | None = None,
-               year: str | None = None) -> tuple[int, bool]:
-    """Add one uploaded picture (its bytes). Returns (the work's id, whether it was new).
-
-    The copy kept is named by its decoded format, never by the upload's name (see keep_copy)."""
-    sha = content_hash(data)
-    existing = gallery.id_for(sha)
-    if existing is not None:
-        return existing, False
-    image = models.prepare(data, display_side=THUMB_SIDE)
-    analysis = models.analyze([image])[0]
-    path = gallery.keep_copy(data, sha)
-    gallery.add_batch([analysis_to_work(path, sha, image, analysis,
-                                        {"title": title, "artist": artist, "year": year})])
-    return gallery.id_for(sha), True
-
-
-def refresh(gallery: Gallery, models, batch_size: int = 32, progress=None) -> IndexReport:
-    """Re-analyse the works another classifier analysed (say, before an upgrade of the shipped
-    weights), so labels and similar works come from `models` again. Each work is read from its
-    original file, else from its thumbnail (320 px: as large as the classifier's input).
-    `report.added` counts the works refreshed; works with neither file readable go to `errors`."""
-    report = IndexReport()
-    rows = gallery.other_model_works(models.model_id)
-    for start in range(0, len(rows), batch_size):
-        ids, images = [], []
-        for row in rows[start:start + batch_size]:
-            for source in (row["path"], gallery.thumb_path(row["sha256"])):
-                try:
-                    images.append(models.prepare(Path(source)))
-                    ids.append(row["id"])
-                    break
-                except (ImageError, OSError):
-                    continue
-            else:
-                report.errors.append(f"{row['path']}: neither the file nor its thumbnail can be read")
-        gallery.update_analyses(list(zip(ids, models.analyze(images, reconstruct=False))))
-        report.added += len(ids)
-        if progress:
-            progress(len(rows[start:start + batch_size]))
-    return report

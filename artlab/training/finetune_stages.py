@@ -11,11 +11,12 @@ from torch import nn
 
 from artlab.data import transforms
 from artlab.inference.image import classifier_probs
+from artlab.labels import CUSTOM_HEAD
 from artlab.models.classifier import ArtClassifier
 from artlab.training.loop import fit
 from artlab.training.metrics import classification_report
 
-HEAD = "labels"             # the name of the curator's head in the model and in predict's JSON
+HEAD = CUSTOM_HEAD
 
 
 @dataclass

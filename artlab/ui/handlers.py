@@ -1,29 +1,24 @@
-"""Event handlers: each takes the app context and component values, calls the library, returns values.
+"""Event handlers: each takes the app context and component values, asks the Lab, returns values.
 
 Bad input becomes a gr.Error with a one-line message (shown as a toast), never a traceback.
+What visitors typed (titles, artists) is shown through safe_text.escape_user_text, never as markup.
 """
 
+import contextlib
 import hashlib
 import io
-import logging
-import os
 import random
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import gradio as gr
 
 from artlab.checkpoints import WeightsError
-from artlab.images import ImageError, load_image
-from artlab.inference.explain import OVERLAY_SIDE
-from artlab.inference.image import autoencoder_input
-from artlab.labels import STYLES, SUBJECTS, display_name
-from artlab.memory import release_freed_memory
+from artlab.files import atomic_write_bytes
+from artlab.images import ImageError
+from artlab.labels import CUSTOM_HEAD, STYLES, SUBJECTS, display_name
 from artlab.safe_text import escape_user_text
-from artlab.store.gallery import add_upload, content_hash
-from artlab.training.finetune import HEAD
 from artlab.ui.context import AppContext
 from artlab.ui.i18n import label_scores, t
 from artlab.workdirs import process_dir
@@ -34,6 +29,7 @@ from artlab.workdirs import process_dir
 # are copied into Gradio's cache atomically, once per content.
 _OUTPUTS = Path(tempfile.mkdtemp(prefix="artlab-outputs-", dir=process_dir()))
 _OUTPUT_MAX_AGE_S = 15 * 60
+GRID_PAGE = 60
 
 
 def _output_file(image, name: str, fmt: str = "png") -> str | None:
@@ -43,13 +39,9 @@ def _output_file(image, name: str, fmt: str = "png") -> str | None:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG" if fmt == "jpeg" else fmt.upper(), **({"quality": 90} if fmt == "jpeg" else {}))
     data = buffer.getvalue()
-    folder = _OUTPUTS / hashlib.sha1(data).hexdigest()[:24]
-    path = folder / f"{name}.{'jpg' if fmt == 'jpeg' else fmt}"
+    path = _OUTPUTS / hashlib.sha1(data).hexdigest()[:24] / f"{name}.{'jpg' if fmt == 'jpeg' else fmt}"
     if not path.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        partial = folder / f".{uuid.uuid4().hex}.tmp"
-        partial.write_bytes(data)
-        os.replace(partial, path)
+        atomic_write_bytes(path, data, durable=False)
     _forget_old_outputs()
     return str(path)
 
@@ -66,32 +58,25 @@ def _forget_old_outputs() -> None:
         except OSError:
             pass  # another request is cleaning it up too
 
-log = logging.getLogger(__name__)
 
-SIMILAR = 6
-GRID_PAGE = 60
-EMPTY_GALLERY = (
-    "### The gallery is empty\n"
-    "Add works with `python -m artlab index FOLDER [--meta works.csv]`, "
-    "or analyse a picture on the **Artwork** tab and press **Add to gallery**.\n\n"
-    "画廊还是空的：用 `python -m artlab index 文件夹` 添加作品。"
-)
-
-
-def _read_upload(path) -> bytes:
+def _read_upload(path, lang: str = "en") -> bytes:
     if not path:
-        raise gr.Error("Please upload, paste or photograph an artwork first.")
+        raise gr.Error(t("need_picture", lang))
     try:
         return Path(path).read_bytes()
     except OSError:
-        raise gr.Error("The upload could not be read; please try again.") from None
+        raise gr.Error(t("upload_unreadable", lang)) from None
 
 
-def _models(ctx: AppContext, weights):
+@contextlib.contextmanager
+def _plain_errors(lang: str = "en"):
+    """The library's one-line errors (a bad picture, missing models) as toasts for the visitor."""
     try:
-        return ctx.models(weights)
+        yield
+    except ImageError as e:
+        raise gr.Error(str(e)) from None
     except WeightsError as e:
-        raise gr.Error(f"The models could not be loaded: {e}") from None
+        raise gr.Error(t("models_failed", lang).format(reason=e)) from None
 
 
 def _cards(pairs):
@@ -109,35 +94,17 @@ def analyze_artwork(ctx: AppContext, image_path, lang: str = "en", weights=None,
     Returns the style, subject and fine-tuned classes as gr.Label updates, each hidden when the
     model has no such head (a model fine-tuned deeper than its head has only its own classes).
     """
-    data = _read_upload(image_path)
-    weights = ctx.artwork_weights(weights)
-    models = _models(ctx, weights)
-    try:
-        image = models.prepare(data, display_side=OVERLAY_SIDE)   # the heat map is laid over it
-    except ImageError as e:
-        raise gr.Error(str(e)) from None
+    data = _read_upload(image_path, lang)
     progress(0.2, desc="looking")
-    analysis = models.analyze([image], explain=True)[0]
-    embedding = analysis.embedding
-    app_models = _models(ctx, None)   # the gallery's embeddings come from the app's model
-    if not ctx.embeds_like_gallery(weights):
-        embedding = app_models.analyze([image], reconstruct=False)[0].embedding
-    gallery = ctx.gallery()
-    pairs = gallery.similar(embedding.numpy(), SIMILAR, exclude_sha=content_hash(data), model=app_models.model_id)
-    items, ids = _cards(pairs)
-    psnr = (f"**{analysis.psnr:.1f} dB** PSNR: how faithfully the autoencoder rebuilt the picture "
-            f"from a code 48 times smaller." if analysis.psnr is not None else "")
-    # What the autoencoder was given (128 px, letterboxed), shown beside what it rebuilt.
-    seen = autoencoder_input(image)
-    heads = analysis.labels
-    custom = _head_label(heads, HEAD, lang, label=_model_title(ctx, weights, lang))
-    outputs = (_head_label(heads, "style", lang), _head_label(heads, "subject", lang),
-               _output_file(analysis.heatmap, "heatmap", "jpeg"), _output_file(seen, "autoencoder_input"),
-               _output_file(analysis.reconstruction, "reconstruction"), psnr, items, ids, custom)
-    # A kiosk runs for weeks: hand the analysis's freed buffers back to the OS (a few ms), so the
-    # app's memory stays flat instead of settling wherever the allocator's fragmentation takes it.
-    release_freed_memory()
-    return outputs
+    with _plain_errors(lang):
+        look = ctx.lab.look(data, weights)
+    analysis, heads = look.analysis, look.analysis.labels
+    items, ids = _cards(look.similar)
+    psnr = t("psnr_sentence", lang).format(psnr=analysis.psnr) if analysis.psnr is not None else ""
+    custom = _head_label(heads, CUSTOM_HEAD, lang, label=look.model_key or t("your_model", lang))
+    return (_head_label(heads, "style", lang), _head_label(heads, "subject", lang),
+            _output_file(analysis.heatmap, "heatmap", "jpeg"), _output_file(look.seen, "autoencoder_input"),
+            _output_file(analysis.reconstruction, "reconstruction"), psnr, items, ids, custom)
 
 
 def _head_label(heads: dict, head: str, lang: str, **props):
@@ -147,43 +114,32 @@ def _head_label(heads: dict, head: str, lang: str, **props):
     return gr.update(value=label_scores(heads[head], lang), visible=True, **props)
 
 
-def _model_title(ctx: AppContext, weights, lang: str) -> str:
-    """A fine-tuned model's name: its key in the models directory, else the visitor's own model."""
-    return ctx.model_key(weights) or t("your_model", lang)
-
-
-def add_to_gallery(ctx: AppContext, image_path, title: str, artist: str, year: str):
+def add_to_gallery(ctx: AppContext, image_path, title: str, artist: str, year: str, lang: str = "en"):
     """Add a picture, analysed by the app's model: the gallery's labels and embeddings all come from it."""
     if ctx.kiosk:
-        raise gr.Error("Adding works is turned off on this kiosk.")
-    data = _read_upload(image_path)
-    try:
-        work_id, new = add_upload(ctx.gallery(), _models(ctx, None), data, title=(title or "").strip() or None,
-                                  artist=(artist or "").strip() or None, year=(year or "").strip() or None)
-    except ImageError as e:
-        raise gr.Error(str(e)) from None
-    message = "Added to the gallery." if new else "This picture is already in the gallery."
+        raise gr.Error(t("kiosk_no_adding", lang))
+    data = _read_upload(image_path, lang)
+    with _plain_errors(lang):
+        work_id, new = ctx.lab.add(data, title=(title or "").strip() or None,
+                                   artist=(artist or "").strip() or None, year=(year or "").strip() or None)
+    message = t("added" if new else "already_added", lang)
     gr.Info(message)
-    return f"{message} (work #{work_id})"
+    return f"{message} (#{work_id})"
 
 
 # ------------------------------------------------------------------ Gallery tab
 
 def browse(ctx: AppContext, style: str, subject: str, query: str, lang: str = "en"):
-    gallery = ctx.gallery()
-    works = gallery.browse(style=style or None, subject=subject or None, query=query, limit=GRID_PAGE)
-    total = gallery.count()
+    with _plain_errors(lang):
+        works, total, stale = ctx.lab.browse(style, subject, query, limit=GRID_PAGE)
     if total == 0:
-        note = EMPTY_GALLERY
+        note = t("gallery_empty", lang)
     elif not works:
-        note = "没有符合条件的作品。" if lang == "zh" else "No works match these filters."
+        note = t("no_match", lang)
     else:
-        note = f"显示 {len(works)} / {total} 件作品。" if lang == "zh" else f"{len(works)} of {total} works shown."
-    stale = gallery.other_model_count(_models(ctx, None).model_id) if total else 0
+        note = t("shown", lang).format(shown=len(works), total=total)
     if stale:   # analysed by an earlier model: not in "similar works" until re-analysed
-        note += (f" 其中 {stale} 件由旧版模型分析,暂不参与相似作品检索;请运行 `python -m artlab index --refresh`。"
-                 if lang == "zh" else f" {stale} of them were analysed by an earlier model and are left out of "
-                 "similar works until `python -m artlab index --refresh` re-analyses them.")
+        note += " " + t("stale", lang).format(stale=stale)
     return [(w.thumb, _grid_caption(w, lang)) for w in works], [w.id for w in works], note
 
 
@@ -196,22 +152,19 @@ def _grid_caption(work, lang: str) -> str:
 def open_work(ctx: AppContext, ids: list[int], index: int, lang: str = "en"):
     """The full analysis of a gallery work (stored labels; similar works by its embedding)."""
     if index is None or not ids or index >= len(ids):
-        raise gr.Error("Pick a work first.")
-    gallery = ctx.gallery()
-    work = gallery.get(ids[index])
-    if work is None:
-        raise gr.Error("That work is no longer in the gallery.")
-    try:
-        picture = load_image(work.path, max_side=1024)
-    except ImageError:
-        picture = load_image(work.thumb)   # the original moved away: show what we kept
-    pairs = gallery.similar(gallery.embedding_of(work.id), SIMILAR, exclude_id=work.id, model=work.model)
+        raise gr.Error(t("pick_work", lang))
+    with _plain_errors(lang):
+        found = ctx.lab.work(ids[index])
+    if found is None:
+        raise gr.Error(t("work_gone", lang))
+    work, picture, pairs = found
     items, similar_ids = _cards(pairs)
     # Title, artist and year come from visitors and metadata files: shown as typed, never as markup.
     lines = [f"## {escape_user_text(work.name)}"]
     if work.artist or work.year:
         lines.append(" · ".join(escape_user_text(x) for x in (work.artist, work.year) if x))
-    lines.append(f"Added {work.added[:10]}" + (f" · reconstruction {work.psnr:.1f} dB" if work.psnr else ""))
+    lines.append(t("added_on", lang).format(date=work.added[:10])
+                 + (t("work_psnr", lang).format(psnr=work.psnr) if work.psnr else ""))
     return (picture, label_scores(work.labels["style"], lang), label_scores(work.labels["subject"], lang),
             "\n\n".join(lines), items, similar_ids)
 
@@ -228,14 +181,12 @@ def subject_choices(lang: str = "en"):
 
 def analyze_text(ctx: AppContext, text: str, lang: str = "en"):
     """Subject and style of a text, its autoencoder reconstruction, and gallery works with matching labels."""
-    models, problem = ctx.text_models()
-    if models is None:
-        return None, None, "", [], [], f"**{problem}** The image side of ArtLab works as usual."
-    record = models.analyze([text or ""])[0]
+    try:
+        record, pairs = ctx.lab.read(text)
+    except WeightsError as e:
+        return None, None, "", [], [], f"**{e}** {t('image_side_works', lang)}"
     if "error" in record:
         raise gr.Error(record["error"])
-    probs = {head: dict(record[head]) for head in ("style", "subject") if head in record}
-    pairs = ctx.gallery().match_labels(probs, SIMILAR)
     items, ids = _cards(pairs)
     return (label_scores(record.get("subject", []), lang), label_scores(record.get("style", []), lang),
             record.get("reconstruction", ""), items, ids, record.get("note", ""))
@@ -243,15 +194,11 @@ def analyze_text(ctx: AppContext, text: str, lang: str = "en"):
 
 # ------------------------------------------------------------------ Create tab
 
-def morph(ctx: AppContext, a_path, b_path, steps: int, weights=None):
+def morph(ctx: AppContext, a_path, b_path, steps: int, weights=None, lang: str = "en"):
     if not a_path or not b_path:
-        raise gr.Error("Choose two works (upload them, or press Surprise me).")
-    models = _models(ctx, weights)
-    try:
-        a, b = models.prepare(_read_upload(a_path)), models.prepare(_read_upload(b_path))
-    except ImageError as e:
-        raise gr.Error(str(e)) from None
-    frames = models.morph(a, b, int(steps))
+        raise gr.Error(t("need_two", lang))
+    with _plain_errors(lang):
+        frames = ctx.lab.walk(_read_upload(a_path, lang), _read_upload(b_path, lang), int(steps), weights)
     strip = [(_output_file(frame, f"frame{i}"), f"{i / (len(frames) - 1):.0%}") for i, frame in enumerate(frames)]
     return strip, frames, _output_file(frames[len(frames) // 2], "frame"), 0.5
 
@@ -262,9 +209,9 @@ def pick_frame(frames, position: float):
     return _output_file(frames[round(float(position) * (len(frames) - 1))], "frame")
 
 
-def surprise(ctx: AppContext):
-    works = ctx.gallery().random(2)
+def surprise(ctx: AppContext, lang: str = "en"):
+    works = ctx.lab.gallery().random(2)
     if len(works) < 2:
-        raise gr.Error("The gallery needs at least two works for a surprise: add some first.")
+        raise gr.Error(t("need_two_in_gallery", lang))
     random.shuffle(works)
     return works[0].thumb, works[1].thumb

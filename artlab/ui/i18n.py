@@ -37,6 +37,25 @@ TEXTS = {
         "morph": "Walk between them", "surprise": "Surprise me", "strip": "Generated frames",
         "position": "Position on the path", "frame": "Generated image",
         "language": "Language",
+        "need_picture": "Please upload, paste or photograph an artwork first.",
+        "upload_unreadable": "The upload could not be read; please try again.",
+        "models_failed": "The models could not be loaded: {reason}",
+        "psnr_sentence": "**{psnr:.1f} dB** PSNR: how faithfully the autoencoder rebuilt the picture "
+                         "from a code 48 times smaller.",
+        "kiosk_no_adding": "Adding works is turned off on this kiosk.",
+        "added": "Added to the gallery.", "already_added": "This picture is already in the gallery.",
+        "gallery_empty": "### The gallery is empty\nAdd works with `python -m artlab index FOLDER "
+                         "[--meta works.csv]`, or analyse a picture on the **Artwork** tab and press "
+                         "**Add to gallery**.",
+        "no_match": "No works match these filters.",
+        "shown": "{shown} of {total} works shown.",
+        "stale": "{stale} of them were analysed by an earlier model and are left out of similar works "
+                 "until `python -m artlab index --refresh` re-analyses them.",
+        "pick_work": "Pick a work first.", "work_gone": "That work is no longer in the gallery.",
+        "added_on": "Added {date}", "work_psnr": " · reconstruction {psnr:.1f} dB",
+        "image_side_works": "The image side of ArtLab works as usual.",
+        "need_two": "Choose two works (upload them, or press Surprise me).",
+        "need_two_in_gallery": "The gallery needs at least two works for a surprise: add some first.",
     },
     "zh": {
         "title": "ArtLab 艺术实验室",
@@ -63,6 +82,22 @@ TEXTS = {
         "morph": "在两者之间漫步", "surprise": "给我惊喜", "strip": "生成的画面",
         "position": "路径上的位置", "frame": "生成的图像",
         "language": "语言",
+        "need_picture": "请先上传、粘贴或拍摄一件作品。",
+        "upload_unreadable": "无法读取上传的文件，请重试。",
+        "models_failed": "模型无法加载：{reason}",
+        "psnr_sentence": "**{psnr:.1f} dB** PSNR：自编码器从小 48 倍的编码中重建图像的忠实程度。",
+        "kiosk_no_adding": "此展台不能添加作品。",
+        "added": "已加入画廊。", "already_added": "这件作品已在画廊中。",
+        "gallery_empty": "### 画廊还是空的\n用 `python -m artlab index 文件夹 [--meta works.csv]` 添加作品，"
+                         "或在**作品**页分析一张图片后按**加入画廊**。",
+        "no_match": "没有符合条件的作品。",
+        "shown": "显示 {shown} / {total} 件作品。",
+        "stale": "其中 {stale} 件由旧版模型分析，暂不参与相似作品检索；请运行 `python -m artlab index --refresh`。",
+        "pick_work": "请先选择一件作品。", "work_gone": "这件作品已不在画廊中。",
+        "added_on": "加入于 {date}", "work_psnr": " · 重建 {psnr:.1f} dB",
+        "image_side_works": "图像功能照常可用。",
+        "need_two": "请选择两件作品（上传，或按“给我惊喜”）。",
+        "need_two_in_gallery": "画廊至少需要两件作品才能给您惊喜：请先添加作品。",
     },
 }
 

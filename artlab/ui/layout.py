@@ -3,16 +3,13 @@
 Queue: every model call runs in the "inference" concurrency group (one at a time,
 others see their place in the queue); the Train tab uses its own "training" group.
 
-The Train tab comes from `artlab/ui/train_tab.py` (the fine-tuning work) when it is
-present: `build_train_tab(ctx, active_weights)` builds its contents inside the tab;
-`ctx` is the AppContext, `active_weights` a gr.State holding this visitor's model
-folder (None: the default, i.e. the models directory's active model, else the app's
-weights; see AppContext.artwork_weights) that the Artwork tab reads.
+The Train tab is built by `artlab/ui/train_tab.py`: `build_train_tab(ctx, active_weights)`,
+where `active_weights` is a gr.State holding this visitor's model folder (None: the default,
+i.e. the models directory's active model, else the app's weights; see Lab.artwork_weights)
+that the Artwork tab reads.
 """
 
 import functools
-import inspect
-import logging
 
 import gradio as gr
 
@@ -21,8 +18,7 @@ from artlab.ui import handlers as h
 from artlab.ui.context import AppContext
 from artlab.ui.guard import CheckedBlocks
 from artlab.ui.i18n import LANGS, t
-
-log = logging.getLogger(__name__)
+from artlab.ui.train_tab import build_train_tab
 
 INFERENCE = dict(concurrency_id="inference", concurrency_limit=1)
 
@@ -50,7 +46,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
             if not ctx.kiosk:
                 with gr.Tab(t("tab_train"), id="train") as tab:
                     relabel.append((tab, "tab_train"))
-                    _train_tab(ctx, active_weights)
+                    build_train_tab(ctx, active_weights)
             with gr.Tab(t("tab_about"), id="about") as tab:
                 relabel.append((tab, "tab_about"))
                 gr.Markdown(about_markdown(ctx), elem_classes="about")
@@ -230,36 +226,16 @@ def _create_tab(ctx, active_weights, relabel):
     position.release(h.pick_frame, [frames, position], frame, api_visibility="private", queue=False)
 
 
-def _train_tab(ctx, active_weights):
-    try:
-        from artlab.ui.train_tab import build_train_tab
-    except ImportError as e:
-        log.info("Train tab not available: %s", e)
-        gr.Markdown("### Teach ArtLab your own classes\nFine-tuning from the browser is coming here. "
-                    "Meanwhile: `python -m artlab finetune DATA_DIR --out OUT_DIR`.")
-        return
-    accepted = inspect.signature(build_train_tab).parameters
-    offered = {"ctx": ctx, "context": ctx, "active_weights": active_weights, "models_dir": ctx.models_dir}
-    build_train_tab(**{name: value for name, value in offered.items() if name in accepted})
-
-
 def about_markdown(ctx: AppContext) -> str:
-    from artlab.inference.image import model_info
-
     lines = ["## About ArtLab",
              "ArtLab looks at art with small neural networks: an EfficientNet-Lite0 classifier with a texture "
              "branch (style and subject), a convolutional autoencoder (reconstruction and the Create tab), "
              "and recurrent networks for titles and descriptions.",
-             f"**Running on:** {ctx.device_name()}"]
+             f"**Running on:** {ctx.lab.device_name()}"]
     try:
-        cards = model_info(ctx.weights)
+        cards = ctx.lab.model_cards()
     except Exception as e:  # noqa: BLE001 - a broken card must not take the page down
         cards, lines = {}, lines + [f"Model cards could not be read: {e}"]
-    try:
-        from artlab.inference.text import model_info as text_info
-        cards.update(text_info(ctx.weights))
-    except Exception:  # noqa: BLE001 - the text side is optional
-        pass
     for name, card in cards.items():
         lines.append(f"### {name}")
         lines.append(f"- date: {card.get('date', '?')}; input size: {card.get('input_size', '?')}")

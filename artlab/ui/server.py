@@ -19,27 +19,28 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 
 import gradio as gr  # noqa: E402
 
+from artlab import paths  # noqa: E402
+from artlab.lab import Lab  # noqa: E402
 from artlab.ui.context import AppContext  # noqa: E402
 from artlab.ui.guard import app_kwargs  # noqa: E402
 from artlab.ui.i18n import gradio_i18n  # noqa: E402
 from artlab.ui.layout import build_app  # noqa: E402
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
+ASSETS = paths.ASSETS_DIR
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    env_kiosk = os.environ.get("ARTLAB_KIOSK", "").lower() in ("1", "true", "yes")
     p = argparse.ArgumentParser(prog="python app.py", description="ArtLab: the gallery web app")
     p.add_argument("--gallery", help="gallery folder (default: $ARTLAB_GALLERY or ~/.local/share/artlab/gallery)")
     p.add_argument("--weights", help="image/text model folder (default: $ARTLAB_WEIGHTS or weights/)")
     p.add_argument("--models", help="fine-tuned models directory; its active model (`python -m artlab models "
                                     "activate NAME`) is the Artwork tab's default (default: $ARTLAB_MODELS or "
                                     "~/.local/share/artlab/models)")
-    p.add_argument("--kiosk", action="store_true", default=env_kiosk,
+    p.add_argument("--kiosk", action="store_true", default=paths.flag_setting("KIOSK"),
                    help="museum kiosk mode (also ARTLAB_KIOSK=1)")
-    p.add_argument("--idle-minutes", type=float, default=float(os.environ.get("ARTLAB_IDLE_MINUTES", 3)),
+    p.add_argument("--idle-minutes", type=float, default=paths.number_setting("IDLE_MINUTES", 3),
                    help="kiosk: forget a visitor's uploads after this many idle minutes")
-    p.add_argument("--max-upload-mb", type=int, default=int(os.environ.get("ARTLAB_MAX_UPLOAD_MB", 20)))
+    p.add_argument("--max-upload-mb", type=int, default=int(paths.number_setting("MAX_UPLOAD_MB", 20)))
     p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
@@ -47,8 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def make_context(args) -> AppContext:
-    return AppContext(weights=args.weights, models_dir=args.models, gallery_dir=args.gallery, kiosk=args.kiosk,
-                      device=args.device, idle_minutes=args.idle_minutes, max_upload_mb=args.max_upload_mb)
+    lab = Lab(weights=args.weights, models_dir=args.models, gallery_dir=args.gallery, device=args.device)
+    return AppContext(lab, kiosk=args.kiosk, idle_minutes=args.idle_minutes, max_upload_mb=args.max_upload_mb)
 
 
 def theme() -> gr.themes.Base:
@@ -69,7 +70,7 @@ def launch_options(ctx: AppContext, host: str, port: int) -> dict:
     if ctx.kiosk:
         head = "<script>" + (ASSETS / "kiosk.js").read_text().replace(
             "__IDLE_MS__", str(int(ctx.idle_minutes * 60_000))) + "</script>"
-    served = ctx.served_folders()
+    served = ctx.lab.public_folders()
     for folder in served:
         Path(folder).mkdir(parents=True, exist_ok=True)
     return dict(
@@ -94,35 +95,16 @@ def create(ctx: AppContext) -> gr.Blocks:
 def serve(ctx: AppContext, host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> gr.Blocks:
     """Build and launch; with block=False return at once (tests, benchmarks) and `demo.close()` later."""
     demo = create(ctx)
-    ctx.preload()
+    ctx.lab.preload()
     demo.launch(prevent_thread_lock=not block, quiet=not block, **launch_options(ctx, host, port))
     return demo
-
-
-def check_weights(weights) -> None:
-    """Fail at start-up, naming the broken file, rather than on the first visitor's request.
-
-    Only cards and safetensors headers are read (milliseconds); the models load in the background.
-    The autoencoder is checked when its files are there (a fine-tuned folder has none).
-    """
-    from artlab.checkpoints import (
-        AUTOENCODER_NAME,
-        CLASSIFIER_NAME,
-        check_checkpoint,
-        resolve,
-    )
-
-    check_checkpoint(resolve(weights, CLASSIFIER_NAME))
-    autoencoder = resolve(weights, AUTOENCODER_NAME)
-    if autoencoder.exists() or autoencoder.with_suffix(".json").exists():
-        check_checkpoint(autoencoder)
 
 
 def main(argv=None) -> None:
     import logging
     import sys
 
-    from artlab.checkpoints import WeightsError
+    from artlab.checkpoints import WeightsError, check_folder
     from artlab.memory import limit_malloc_arenas
     from artlab.store.registry import Registry
 
@@ -130,14 +112,14 @@ def main(argv=None) -> None:
     limit_malloc_arenas()   # before the server's threads exist: keeps RSS flat over many requests
     args = parse_args(argv)
     try:
-        check_weights(args.weights)
+        check_folder(args.weights)
     except WeightsError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     active = Registry(args.models).active_path()
     if active:
         try:
-            check_weights(active)
+            check_folder(active)
         except WeightsError as e:
             print(f"error: the active model is broken: {e} "
                   "(`python -m artlab models rollback` or `models shipped` goes back)", file=sys.stderr)
