@@ -20,9 +20,20 @@ FORBIDDEN = {
     "data": ("artlab.inference", "artlab.training", "artlab.store", "artlab.lab", "artlab.ui", "artlab.cli"),
     "inference": ("artlab.training", "artlab.store", "artlab.lab", "artlab.ui", "artlab.cli", "artlab.indexing"),
     "training": ("artlab.store", "artlab.lab", "artlab.ui", "artlab.cli", "artlab.indexing"),
-    "store": ("artlab.lab", "artlab.ui", "artlab.cli", "artlab.training.loop", "artlab.indexing"),
+    "store": ("artlab.lab", "artlab.ui", "artlab.cli", "artlab.training", "artlab.indexing", "artlab.bulk"),
+    "indexing": ("artlab.lab", "artlab.ui", "artlab.cli", "artlab.training"),
+    "lab": ("artlab.ui", "artlab.cli"),
+    "curation": ("artlab.ui", "artlab.cli"),
     "ui": ("torch", "torchvision", "artlab.models", "artlab.inference", "artlab.training.loop", "artlab.cli"),
 }
+
+
+# The ground floor: what every layer may use, and which uses none of them.
+BASE = ("paths", "files", "checkpoints", "images", "labels", "device", "memory", "tokenizer", "safe_text",
+        "workdirs", "curator", "resample")
+UPPER = ("artlab.inference", "artlab.training", "artlab.store", "artlab.lab", "artlab.ui", "artlab.cli",
+         "artlab.indexing", "artlab.bulk", "artlab.curation", "artlab.data")
+FORBIDDEN.update({name: UPPER for name in BASE})
 
 
 def modules() -> list[Path]:

@@ -13,9 +13,7 @@ import hashlib
 import io
 import json
 import logging
-import os
 import sqlite3
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from artlab import paths
+from artlab.files import atomic_write, atomic_write_bytes
 from artlab.images import load_image, stored_suffix
 
 log = logging.getLogger(__name__)
@@ -176,14 +175,8 @@ class Gallery:
             return
         thumb = image.convert("RGB")
         thumb.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BICUBIC)
-        fd, tmp = tempfile.mkstemp(dir=self.thumbs, prefix=".", suffix=".tmp")
-        os.close(fd)
-        try:
-            thumb.save(tmp, "JPEG", quality=88)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        # Not flushed to disk one by one (thousands in a bulk index): the commit that follows is.
+        atomic_write(path, lambda tmp: thumb.save(tmp, "JPEG", quality=88), durable=False)
 
     def keep_copy(self, data: bytes, sha256: str) -> Path:
         """Store an upload's bytes under works/ (uploads are temporary files), named by the image
@@ -195,10 +188,7 @@ class Gallery:
             data, suffix = buffer.getvalue(), ".png"
         path = self.works_dir / f"{sha256}{suffix}"
         if not path.exists():
-            fd, tmp = tempfile.mkstemp(dir=self.works_dir, prefix=".", suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
+            atomic_write_bytes(path, data)
         return path
 
     def delete(self, work_id: int) -> bool:
