@@ -113,6 +113,18 @@ def check_checkpoint(path: str | Path) -> dict:
     return card
 
 
+def cards_in(weights: "str | Path | None", names: tuple[str, ...]) -> dict[str, dict]:
+    """The cards of the checkpoints called `names` in the folder `weights` (absent ones left out:
+    a fine-tuned folder has no autoencoder, and the text models are optional)."""
+    cards = {}
+    for name in names:
+        try:
+            cards[name] = Checkpoint.find(weights, name).card
+        except WeightsError:
+            pass
+    return cards
+
+
 def check_folder(weights: "str | Path | None") -> None:
     """Fail at start-up, naming the broken file, rather than on the first visitor's request.
 

@@ -22,19 +22,22 @@ import torch
 from PIL import Image
 
 from artlab import paths
-from artlab.checkpoints import Checkpoint, WeightsError, resolve
+from artlab.checkpoints import (
+    AUTOENCODER_NAME,
+    CLASSIFIER_NAME,
+    TEXT_AUTOENCODER_NAME,
+    TEXT_CLASSIFIER_NAME,
+    Checkpoint,
+    WeightsError,
+    cards_in,
+    resolve,
+)
 from artlab.device import pick_device
 from artlab.files import atomic_folder
 from artlab.images import ImageError, load_image
 from artlab.indexing import add_upload
 from artlab.inference.explain import OVERLAY_SIDE
-from artlab.inference.image import (
-    AUTOENCODER_NAME,
-    CLASSIFIER_NAME,
-    Analysis,
-    ArtModels,
-    autoencoder_input,
-)
+from artlab.inference.image import Analysis, ArtModels, autoencoder_input
 from artlab.memory import release_freed_memory
 from artlab.store.gallery import THUMB_DIR, Gallery, Work, content_hash
 from artlab.store.registry import Registry
@@ -246,10 +249,8 @@ class Lab:
 
     def model_cards(self) -> dict[str, dict]:
         """The cards of the app's image and text models, for the About tab."""
-        from artlab.inference.image import model_info
-        from artlab.inference.text import model_info as text_model_info
-
-        return {**model_info(self.weights), **text_model_info(self.weights)}
+        names = (CLASSIFIER_NAME, AUTOENCODER_NAME, TEXT_CLASSIFIER_NAME, TEXT_AUTOENCODER_NAME)
+        return cards_in(self.weights, names)
 
     def walk(self, a, b, steps: int, weights: str | None = None) -> list[Image.Image]:
         """Pictures along the autoencoder's latent line from a to b (the Create tab)."""

@@ -32,7 +32,6 @@ from artlab.models.classifier import ArtClassifier
 log = logging.getLogger(__name__)
 
 
-
 @torch.inference_mode()
 def classifier_probs(model: ArtClassifier, images_uint8: torch.Tensor, size: int, device,
                      tta: bool = True, batch_size: int = 128) -> dict[str, torch.Tensor]:
@@ -298,12 +297,3 @@ class ArtModels:
             result.reconstruction = Image.fromarray(array)
 
 
-def model_info(weights=None) -> dict:
-    """The cards of the image models at `weights`, for `--help` texts and the About tab."""
-    cards = {}
-    for name in (CLASSIFIER_NAME, AUTOENCODER_NAME):
-        try:
-            cards[name] = Checkpoint.find(weights, name).card
-        except WeightsError:
-            pass   # absent: a fine-tuned folder has no autoencoder
-    return cards

@@ -172,12 +172,3 @@ class TextModels:
         return record, ids, "; ".join(notes)
 
 
-def model_info(weights=None) -> dict:
-    """The cards of the text models at `weights`, for the About tab."""
-    cards = {}
-    for name in (TEXT_CLASSIFIER_NAME, TEXT_AUTOENCODER_NAME):
-        try:
-            cards[name] = Checkpoint.find(weights, name).card
-        except WeightsError:
-            pass   # absent: the text side is optional
-    return cards
