@@ -12,7 +12,9 @@ import pytest
 from conftest import make_image
 from gradio_client import Client, handle_file
 
+from artlab.lab import Lab
 from artlab.store.registry import Registry
+from artlab.ui.context import AppContext
 from artlab.ui.train_tab import build_train_tab
 
 
@@ -27,7 +29,8 @@ def server(tiny_weights, tmp_path_factory):
     models = tmp_path_factory.mktemp("models")
     with gr.Blocks() as demo:
         with gr.Tab("Train"):
-            build_train_tab(None, gr.State(None), models_dir=models, base_weights=str(tiny_weights))
+            build_train_tab(AppContext(Lab(weights=str(tiny_weights), models_dir=str(models), device="cpu")),
+                            gr.State(None))
     demo.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
     try:
         yield demo.local_url, models

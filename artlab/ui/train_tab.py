@@ -1,61 +1,49 @@
 """The Train tab: teach ArtLab a curator's own classes in the browser.
 
-    build_train_tab(ctx, active_weights, *, models_dir=None, base_weights=None) -> dict of components
+    build_train_tab(ctx, active_weights) -> dict of components
 
 Call it inside the tab's context (`with gr.Tab("Train"): build_train_tab(ctx, active_weights)`).
-- `ctx`: the app's AppContext (uses ctx.weights as the base model, ctx.device); may be None.
+- `ctx`: the app's AppContext: ctx.lab's weights are the base model, ctx.lab.models(folder) answers
+  Try it, ctx.lab.publish(folder, name) makes a model the one for everyone, behind ctx.gate (the
+  curator password, throttled per client).
 - `active_weights`: the visitor's gr.State holding the model folder the Artwork tab uses
   (None: the default). "Use it for me" writes this visitor's new model folder into it.
-- "Use it for everyone" (only with the curator password, $ARTLAB_CURATOR_PASSWORD, compared
-  in constant time and throttled per client: context.CuratorGate) copies the model into the models directory (artlab.store.registry; `models_dir`,
-  else $ARTLAB_MODELS, else ~/.local/share/artlab/models) and makes it the active one there:
-  the app should use `Registry(models_dir).active_path()` for visitors without a model of their own.
-- `base_weights`: the model to start from (default ctx.weights, else the shipped weights).
 
-Every visitor works in a private temporary folder (inside the app's own, artlab.workdirs) that is
-deleted when their session ends; their images may take MAX_SESSION_BYTES in all (artlab.store.uploads).
-Names visitors choose (classes, files, zip entries) are shown through artlab.safe_text.
-Training runs in its own concurrency group ("training", one at a time); a visitor who
-clicks Train while another model trains is told that theirs is queued. Inference (Try it)
-stays in a group of its own. API names: train_add_class, train_add_images, train_add_zip,
-train_start, train_stop, train_try, train_activate, train_publish, train_download.
+The work is artlab.curation's: a CurationSession per visitor (a private folder, deleted when their
+session ends), its checks, training and export. This module lays out components and shows what the
+session says; names visitors choose (classes, files, zip entries) are shown through
+artlab.safe_text. Training runs in its own concurrency group ("training", one at a time); a visitor
+who clicks Train while another model trains is told that theirs is queued. API names:
+train_add_class, train_add_images, train_add_zip, train_start, train_stop, train_try,
+train_activate, train_publish, train_download.
 """
 
 import logging
-import shutil
-import tempfile
-import threading
 import time
-import zipfile
+from contextlib import closing
 from pathlib import Path
-from queue import Empty, Queue
+from types import SimpleNamespace
 
 import gradio as gr
 import pandas as pd
 
 from artlab.checkpoints import WeightsError
-from artlab.images import ImageError, list_images
+from artlab.curation import (
+    CurationSession,
+    Done,
+    Epoch,
+    Failed,
+    Progress,
+    export_zip,
+    training_busy,
+    try_model,
+)
+from artlab.data.folders import MAX_CLASSES, MIN_CLASSES, MIN_PER_CLASS
+from artlab.images import ImageError
 from artlab.safe_text import escape_user_text
-from artlab.store.uploads import (
-    MAX_SESSION_BYTES,
-    UploadError,
-    add_images,
-    class_name,
-    folder_bytes,
-    import_zip,
-)
-from artlab.training.finetune import (
-    HEAD,
-    MAX_IMAGES,
-    MIN_CLASSES,
-    MIN_PER_CLASS,
-    FinetuneConfig,
-    FinetuneError,
-    finetune,
-    imbalance_warning,
-)
-from artlab.ui.context import CuratorGate
-from artlab.workdirs import process_dir
+from artlab.store.uploads import UploadError
+from artlab.training.finetune import FinetuneConfig
+from artlab.ui.context import AppContext
 
 log = logging.getLogger(__name__)
 
@@ -65,68 +53,11 @@ TRAINING = dict(concurrency_id="training", concurrency_limit=1)
 TRY = dict(concurrency_id="inference", concurrency_limit=1)
 DEPTHS = ["auto", "head", "1", "2", "3", "4"]
 PLOT_COLOURS = {"training loss": "#4c78a8", "held-out loss": "#f58518", "held-out accuracy": "#e45756"}
-_stops: dict[str, threading.Event] = {}        # session -> its Stop signal
-_busy = threading.Lock()                       # held while any visitor's model trains
-_models: dict[str, object] = {}                # model folder -> ArtModels, for Try it
-MAX_CACHED_MODELS = 8
-_models_lock = threading.Lock()
+PLOT_EVERY_S = 0.5          # the head stage runs many epochs a second: redraw at most this often
+NO_MODEL = "Train a model first."
 
 
-# ------------------------------------------------------------------ session folders
-
-def _new_session() -> dict:
-    folder = Path(tempfile.mkdtemp(prefix="artlab-train-", dir=process_dir()))
-    (folder / "classes").mkdir()
-    return {"dir": str(folder), "model": None, "runs": 0}
-
-
-def _forget(session) -> None:
-    """gr.State's delete_callback: a visitor's images and models go when their session does."""
-    if session and session.get("dir"):
-        shutil.rmtree(session["dir"], ignore_errors=True)
-        with _models_lock:
-            for key in [k for k in _models if k.startswith(session["dir"])]:
-                del _models[key]
-
-
-def _classes_dir(session) -> Path:
-    return Path(session["dir"]) / "classes"
-
-
-def _room_left(session) -> int:
-    """Bytes this visitor's images may still take (MAX_SESSION_BYTES in all: a shared disk)."""
-    return max(0, MAX_SESSION_BYTES - folder_bytes(_classes_dir(session)))
-
-
-def _counts(session) -> dict[str, int]:
-    if not session:
-        return {}
-    root = _classes_dir(session)
-    return {p.name: len(list_images(p)) for p in sorted(root.iterdir()) if p.is_dir()}
-
-
-def _overview(session, note: str = "", selected: str | None = None):
-    """(counts table, warnings markdown, class dropdown update) for the current classes."""
-    counts = _counts(session)
-    table = pd.DataFrame({"class": list(counts), "images": list(counts.values())})
-    warnings = []
-    if len(counts) < MIN_CLASSES:
-        warnings.append(f"Add at least {MIN_CLASSES} classes.")
-    few = [f"{escape_user_text(name)} ({n})" for name, n in counts.items() if n < MIN_PER_CLASS]
-    if few:
-        warnings.append(f"Too few images (at least {MIN_PER_CLASS} per class): {', '.join(few)}.")
-    if sum(counts.values()) > MAX_IMAGES:
-        warnings.append(f"{sum(counts.values())} images: over the cap of {MAX_IMAGES}; remove some.")
-    if (imbalance := imbalance_warning({escape_user_text(name): n for name, n in counts.items()})):
-        warnings.append(imbalance[0].upper() + imbalance[1:] + ".")
-    text = "\n".join(f"- ⚠️ {w}" for w in warnings) or "✅ Ready to train."
-    if note:
-        text = note + "\n\n" + text
-    selected = selected if selected in counts else (list(counts)[-1] if counts else None)
-    return table, text, gr.update(choices=list(counts), value=selected)
-
-
-# ------------------------------------------------------------------ adding data
+# ------------------------------------------------------------------ notes
 
 def _problem(error) -> str:
     """An error for the notes: its message names classes, files and zip entries the visitor chose."""
@@ -138,51 +69,61 @@ def _listing(lines: list[str], most: int = 20) -> str:
     return "\n".join(f"- {escape_user_text(line)}" for line in lines[:most])
 
 
+def _overview(session: CurationSession | None, note: str = "", selected: str | None = None):
+    """(counts table, notes markdown, class dropdown update) for the visitor's classes."""
+    counts = session.counts() if session else {}
+    problems = session.problems() if session else []
+    table = pd.DataFrame({"class": list(counts), "images": list(counts.values())})
+    # A problem may name a class: each is escaped whole (Markdown shows the same characters).
+    text = "\n".join(f"- ⚠️ {escape_user_text(p)}" for p in problems) or "✅ Ready to train."
+    if note:
+        text = note + "\n\n" + text
+    selected = selected if selected in counts else (list(counts)[-1] if counts else None)
+    return table, text, gr.update(choices=list(counts), value=selected)
+
+
+# ------------------------------------------------------------------ adding data
+
+def _close(session: CurationSession | None) -> None:
+    """gr.State's delete_callback: a visitor's images and models go when their session does."""
+    if session:
+        session.close()
+
+
 def add_class(name, session):
-    session = session or _new_session()
+    session = session or CurationSession()
     try:
-        folder = _classes_dir(session) / class_name(name or "")
+        added = session.add_class(name)
     except UploadError as e:
         return (session, *_overview(session, _problem(e)), name)
-    folder.mkdir(exist_ok=True)
-    added = f"Class **{escape_user_text(folder.name)}** added: now upload its images."
-    return (session, *_overview(session, added, folder.name), "")
+    note = f"Class **{escape_user_text(added)}** added: now upload its images."
+    return (session, *_overview(session, note, added), "")
 
 
 def add_class_images(files, target, session):
-    session = session or _new_session()
+    session = session or CurationSession()
     if not target:
         return (session, *_overview(session, "❌ Choose (or add) a class first."))
     paths = [f if isinstance(f, str) else getattr(f, "name", f) for f in (files or [])]
     try:
-        result = add_images(paths, _classes_dir(session) / class_name(target), max_bytes=_room_left(session))
+        result = session.add_images(paths, target)
     except UploadError as e:
         return (session, *_overview(session, _problem(e)))
-    note = (f"Added {len(result.classes[class_name(target)])} image(s) to "
-            f"**{escape_user_text(class_name(target))}**.")
+    name, saved = next(iter(result.classes.items()))
+    note = f"Added {len(saved)} image(s) to **{escape_user_text(name)}**."
     if result.skipped:
         note += "\n\nSkipped (not usable images):\n" + _listing(result.skipped)
-    return (session, *_overview(session, note, class_name(target)))
+    return (session, *_overview(session, note, name))
 
 
 def add_zip(upload, session):
-    session = session or _new_session()
+    session = session or CurationSession()
     if not upload:
         return (session, *_overview(session))
-    staging = Path(session["dir"]) / f"zip-{time.time_ns()}"
     try:
-        result = import_zip(upload if isinstance(upload, str) else upload.name, staging,
-                            max_bytes=_room_left(session))
-        for name, files in result.classes.items():
-            target = _classes_dir(session) / name
-            target.mkdir(exist_ok=True)
-            start = len(list(target.iterdir()))
-            for i, path in enumerate(files):
-                shutil.move(path, target / f"z{start + i:05d}{path.suffix}")
+        result = session.add_zip(upload if isinstance(upload, str) else upload.name)
     except UploadError as e:
         return (session, *_overview(session, _problem(e)))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     note = f"Imported {sum(result.counts().values())} image(s) in {len(result.classes)} class(es) from the zip."
     if result.skipped:
         note += f"\n\nSkipped {len(result.skipped)} file(s):\n" + _listing(result.skipped)
@@ -190,9 +131,8 @@ def add_zip(upload, session):
 
 
 def start_over(session):
-    if session:
-        _forget(session)
-    session = _new_session()
+    _close(session)
+    session = CurationSession()
     return (session, *_overview(session, "Started over."))
 
 
@@ -200,19 +140,17 @@ def start_over(session):
 
 def queued_notice():
     """Runs outside the queue: tell a visitor that another model is training before theirs starts."""
-    if _busy.locked():
+    if training_busy():
         gr.Info("Another model is training: yours is queued and starts as soon as it ends.")
 
 
-def stop(request: gr.Request):
-    event = _stops.get(request.session_hash if request else "")
-    if event:
-        event.set()
+def stop(session):
+    if session and session.stop():
         return "⏹️ Stopping after the current step; the best model so far is kept."
     return "Nothing is training."
 
 
-def _plot_rows(history: list[dict]) -> pd.DataFrame:
+def _plot_rows(history: list[dict]) -> pd.DataFrame | None:
     rows = []
     for i, record in enumerate(history, 1):
         rows.append({"epoch": i, "value": record["train_loss"], "metric": "training loss"})
@@ -225,9 +163,10 @@ def _plot_rows(history: list[dict]) -> pd.DataFrame:
 
 
 def _results(card: dict):
+    """(per-class accuracy table, confusion matrix table, misclassified gallery) from a model's card."""
     val = card["metrics"]["val"]
     per_class = pd.DataFrame({"class": list(val["per_class"]),
-                              "held-out accuracy": [v for v in val["per_class"].values()],
+                              "held-out accuracy": list(val["per_class"].values()),
                               "held-out images": [card["data"]["val_per_class"][c] for c in val["per_class"]]})
     labels = val["confusion"]["labels"]
     confusion = pd.DataFrame(val["confusion"]["matrix"], columns=[f"→ {x}" for x in labels])
@@ -236,185 +175,126 @@ def _results(card: dict):
     return per_class, confusion, wrong
 
 
-def make_train(base_weights, device):
+def _trained(card: dict) -> str:
+    val = card["metrics"]["val"]
+    how = " (stopped by you: the best model so far)" if card["training"]["stopped_by_user"] else ""
+    return (f"✅ Trained in {card['training']['seconds']:.0f} s{how}. Held-out accuracy "
+            f"**{val['accuracy']:.0%}** on {val['count']} images the model never saw.")
+
+
+def make_train(lab):
     """The Train button's handler (a generator: progress, a live plot, then the results)."""
 
-    def train(session, epochs, lr, batch, depth, request: gr.Request, progress=gr.Progress()):
-        session = session or _new_session()
-        key = request.session_hash if request else "local"
-        stop_event = _stops[key] = threading.Event()
-        events: Queue = Queue()
-        session["runs"] += 1
-        out = Path(session["dir"]) / "models" / f"run{session['runs']}"
+    def train(session, epochs, lr, batch, depth, progress=gr.Progress()):
+        session = session or CurationSession()
         config = FinetuneConfig(epochs=int(epochs), lr=float(lr), batch_size=int(batch), depth=str(depth),
-                                device=device)
-
-        def work():
-            with _busy:
-                try:
-                    card = finetune(_classes_dir(session), out, base=base_weights, config=config,
-                                    should_stop=stop_event, on_epoch=lambda r: events.put(("epoch", r)),
-                                    progress=lambda f, text: events.put(("progress", f, text)),
-                                    command="ArtLab Train tab")
-                    events.put(("done", card))
-                except (FinetuneError, WeightsError, ImageError) as e:
-                    events.put(("error", str(e)))
-                except Exception as e:  # noqa: BLE001 - the visitor gets a message, the log the trace
-                    log.exception("fine-tuning failed")
-                    events.put(("error", f"training failed: {e}"))
-
-        threading.Thread(target=work, name=f"artlab-finetune-{key[:8]}", daemon=True).start()
-        history, last_plot = [], 0.0
-        nothing = [gr.skip()] * 4
-        try:
-            while True:
-                try:
-                    event = events.get(timeout=0.5)
-                except Empty:
-                    continue
-                if event[0] == "progress":
-                    progress(event[1], desc=event[2])
-                elif event[0] == "epoch":
-                    history.append(event[1])
-                    if time.time() - last_plot > 0.5:  # the head stage runs many epochs a second
-                        last_plot = time.time()
-                        status = f"Training ({event[1]['stage']}): epoch {event[1]['epoch']}"
-                        yield session, status, _plot_rows(history), *nothing
-                elif event[0] == "error":
-                    yield session, _problem(event[1]), _plot_rows(history), *nothing
-                    return
-                else:
-                    card = event[1]
-                    session["model"] = str(out)
-                    val = card["metrics"]["val"]
-                    how = " (stopped by you: the best model so far)" if card["training"]["stopped_by_user"] else ""
-                    status = (f"✅ Trained in {card['training']['seconds']:.0f} s{how}. Held-out accuracy "
-                              f"**{val['accuracy']:.0%}** on {val['count']} images the model never saw.")
-                    yield session, status, _plot_rows(card["training"]["history"]), *_results(card), gr.skip()
-                    return
-        finally:
-            stop_event.set()  # a visitor who leaves mid-training frees the trainer at the next step
-            _stops.pop(key, None)
+                                device=lab.device)
+        history, last_plot, unchanged = [], 0.0, [gr.skip()] * 4
+        # closing(): a visitor who leaves closes this generator, which stops their run at its next step.
+        with closing(session.train(lab.weights, config)) as events:
+            for event in events:
+                match event:
+                    case Progress(fraction, text):
+                        progress(fraction, desc=text)
+                    case Epoch(record):
+                        history.append(record)
+                        if time.monotonic() - last_plot > PLOT_EVERY_S:
+                            last_plot = time.monotonic()
+                            status = f"Training ({record['stage']}): epoch {record['epoch']}"
+                            yield session, status, _plot_rows(history), *unchanged
+                    case Failed(message):
+                        yield session, _problem(message), _plot_rows(history), *unchanged
+                    case Done(card):
+                        yield (session, _trained(card), _plot_rows(card["training"]["history"]),
+                               *_results(card), gr.skip())
 
     return train
 
 
 # ------------------------------------------------------------------ using the model
 
-def _classifier(folder: str, device):
-    from artlab.inference.image import ArtModels
-
-    with _models_lock:
-        if folder not in _models:
-            while len(_models) >= MAX_CACHED_MODELS:   # dicts keep insertion order: drop the oldest
-                del _models[next(iter(_models))]
-            _models[folder] = ArtModels(folder, device, autoencoder=False)
-        return _models[folder]
-
-
-def make_try(device):
+def make_try(lab):
     def try_it(image, session):
-        if not session or not session.get("model"):
-            return None, "Train a model first."
+        if not session or not session.model:
+            return None, NO_MODEL
         if image is None:
             return None, "Upload or take a picture."
-        models = _classifier(session["model"], device)
-        try:   # the bytes, not the path: a message then names "upload", never a server folder
-            analysis = models.analyze([models.prepare(Path(image).read_bytes())], reconstruct=False)[0]
+        try:
+            return try_model(lab, session.model, Path(image).read_bytes()), ""
         except OSError:
             return None, "❌ The upload could not be read; please try again."
         except ImageError as e:
             return None, _problem(e)
-        return {name: float(p) for name, p in analysis.labels[HEAD]}, ""
     return try_it
 
 
 def use_for_me(session):
-    if not session or not session.get("model"):
-        return gr.skip(), "Train a model first."
-    return session["model"], ("✅ The Artwork tab now uses your model (for you only, until you leave): "
-                              "it shows your classes beside the usual answers (instead of them, for a model "
-                              "fine-tuned deeper than its head).")
+    if not session or not session.model:
+        return gr.skip(), NO_MODEL
+    return session.model, ("✅ The Artwork tab now uses your model (for you only, until you leave): "
+                           "it shows your classes beside the usual answers (instead of them, for a model "
+                           "fine-tuned deeper than its head).")
 
 
-def make_publish(models_dir, gate: CuratorGate | None = None):
-    gate = gate or CuratorGate()
+def make_publish(lab, gate):
+    """The curator's "Use it for everyone": the password (throttled per client), then lab.publish."""
 
     def publish(password, name, session, request: gr.Request = None):
-        from artlab.store.registry import Registry
-
-        if not session or not session.get("model"):
-            return "Train a model first."
+        if not session or not session.model:
+            return NO_MODEL
         client = request.client.host if request is not None and request.client else "local"
         refusal = gate.check(password if isinstance(password, str) else None, client)
         if refusal:
             return f"❌ Only a curator can change the model for everyone ({refusal})."
-        registry = Registry(models_dir)
         try:
-            target = registry.next_path(name or "curator")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tmp")
-            shutil.rmtree(tmp, ignore_errors=True)    # left by a publish killed mid-copy
-            shutil.copytree(session["model"], tmp)
-            tmp.rename(target)                   # a half-copied model is never listed
-            key = registry.activate(f"{target.parent.name}/{target.name}")
+            key = lab.publish(session.model, name)
         except (WeightsError, OSError) as e:
             return _problem(e)
-        return f"✅ **{key}** is now the model for everyone. `python -m artlab models rollback` undoes it."
+        return (f"✅ **{escape_user_text(key)}** is now the model for everyone. "
+                "`python -m artlab models rollback` undoes it.")
     return publish
 
 
 def download(session):
     """A zip of the model folder (safetensors + card) and its ONNX export."""
-    if not session or not session.get("model"):
-        return None, "Train a model first."
-    from artlab.inference.export import export_onnx
-
-    folder = Path(session["model"])
-    onnx_path = folder.parent / f"{folder.name}.onnx"
-    note = "Model zip: art_classifier.safetensors, art_classifier.json (the card) and model.onnx."
-    try:
-        if not onnx_path.exists():
-            export_onnx(folder, onnx_path)
-    except Exception as e:  # noqa: BLE001 - the safetensors are still worth downloading
-        log.warning("ONNX export failed: %s", e)
-        note = f"Model zip without ONNX (export failed: {escape_user_text(e)})."
-    target = folder.parent / f"artlab-model-{folder.name}.zip"
-    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(folder.iterdir()):
-            archive.write(path, path.name)
-        if onnx_path.exists():
-            archive.write(onnx_path, "model.onnx")
-    return str(target), note
+    if not session or not session.model:
+        return None, NO_MODEL
+    path, onnx_problem = export_zip(session.model)
+    if onnx_problem:
+        return str(path), f"Model zip without ONNX (export failed: {escape_user_text(onnx_problem)})."
+    return str(path), "Model zip: art_classifier.safetensors, art_classifier.json (the card) and model.onnx."
 
 
 # ------------------------------------------------------------------ layout
 
-def build_train_tab(ctx=None, active_weights: gr.State | None = None, *, models_dir=None,
-                    base_weights=None) -> dict:
-    """Build the Train tab's contents in the current Blocks context; return its main components."""
-    base = base_weights or (ctx.weights if ctx is not None else None)
-    device = ctx.device if ctx is not None else None
-    active_weights = active_weights if active_weights is not None else gr.State(None)
-    session = gr.State(None, delete_callback=_forget)
+def _intro() -> str:
+    return ("### Teach ArtLab your own classes\n"
+            f"Add {MIN_CLASSES} to {MAX_CLASSES} classes with at least {MIN_PER_CLASS} images each "
+            "(30 or more is better), then train. A part of each class is held out, so the accuracy you see "
+            "is on images the model never trained on.")
 
-    gr.Markdown("### Teach ArtLab your own classes\n"
-                f"Add {MIN_CLASSES} to 50 classes with at least {MIN_PER_CLASS} images each (30 or more is better), "
-                "then train. A part of each class is held out, so the accuracy you see is on images the model "
-                "never trained on.")
+
+def _data_panel() -> SimpleNamespace:
+    """Where classes and their images come in, beside the counts and the notes."""
     with gr.Row():
         with gr.Column():
             with gr.Row():
                 new_class = gr.Textbox(label="New class", placeholder="e.g. workshop", scale=3)
-                add_btn = gr.Button("Add class", scale=1)
+                add_class_button = gr.Button("Add class", scale=1)
             target = gr.Dropdown(label="Add images to class", choices=[], allow_custom_value=True)
             files = gr.File(label="Images for this class (many at once)", file_count="multiple",
                             file_types=["image"])
             zip_upload = gr.File(label="…or one zip with a folder per class", file_types=[".zip"])
-            reset_btn = gr.Button("Start over", size="sm")
+            start_over_button = gr.Button("Start over", size="sm")
         with gr.Column():
             counts = gr.Dataframe(label="Images per class", headers=["class", "images"], interactive=False)
             notes = gr.Markdown()
+    return SimpleNamespace(new_class=new_class, add_class=add_class_button, target=target, files=files,
+                           zip=zip_upload, start_over=start_over_button, overview=[counts, notes, target])
+
+
+def _training_panel() -> SimpleNamespace:
+    """The settings, the Train and Stop buttons, and what a run shows: status, plot, results."""
     with gr.Accordion("Advanced settings", open=False):
         with gr.Row():
             epochs = gr.Slider(1, 200, value=60, step=1, label="Epochs (head; early stopping ends sooner)")
@@ -424,8 +304,8 @@ def build_train_tab(ctx=None, active_weights: gr.State | None = None, *, models_
                                 info="head: the new head only (seconds); auto: on a GPU, the last blocks too with "
                                      "≥ 20 training images per class; a number: that many last blocks (slower)")
     with gr.Row():
-        train_btn = gr.Button("Train", variant="primary")
-        stop_btn = gr.Button("Stop (keep the best so far)", variant="stop")
+        train = gr.Button("Train", variant="primary")
+        stop_button = gr.Button("Stop (keep the best so far)", variant="stop")
     status = gr.Markdown()
     plot = gr.LinePlot(None, x="epoch", y="value", color="metric", label="Loss and accuracy per epoch",
                        color_map=PLOT_COLOURS, height=260,
@@ -434,44 +314,74 @@ def build_train_tab(ctx=None, active_weights: gr.State | None = None, *, models_
         per_class = gr.Dataframe(label="Per-class held-out accuracy", interactive=False)
         confusion = gr.Dataframe(label="Confusion matrix (rows: true class)", interactive=False)
     wrong = gr.Gallery(label="Held-out images it gets wrong", columns=6, height=220)
+    return SimpleNamespace(settings=[epochs, lr, batch, depth], train=train, stop=stop_button, status=status,
+                           plot=plot, results=[per_class, confusion, wrong])
+
+
+def _model_panel() -> SimpleNamespace:
+    """Try the model, use it (for me, or as a curator for everyone), download it."""
     with gr.Row():
         with gr.Column():
-            try_image = gr.Image(label="Try it", type="filepath", sources=["upload", "webcam", "clipboard"])
-            try_btn = gr.Button("Try")
+            image = gr.Image(label="Try it", type="filepath", sources=["upload", "webcam", "clipboard"])
+            try_button = gr.Button("Try")
         with gr.Column():
-            try_labels = gr.Label(label="Your model says", num_top_classes=5)
+            labels = gr.Label(label="Your model says", num_top_classes=5)
             try_note = gr.Markdown()
     with gr.Row():
-        use_btn = gr.Button("Use it in the Artwork tab (for me)")
-        download_btn = gr.Button("Prepare download (zip + ONNX)")
+        use = gr.Button("Use it in the Artwork tab (for me)")
+        download_button = gr.Button("Prepare download (zip + ONNX)")
     with gr.Accordion("Curator: use it for everyone", open=False):
         with gr.Row():
             password = gr.Textbox(label="Curator password", type="password")
             model_name = gr.Textbox(label="Model name", value="curator")
-            publish_btn = gr.Button("Use it for everyone")
-    action_note = gr.Markdown()
+            publish = gr.Button("Use it for everyone")
+    note = gr.Markdown()
     model_file = gr.File(label="Your model", interactive=False)
+    return SimpleNamespace(image=image, try_it=try_button, answer=[labels, try_note], use=use,
+                           download=download_button, password=password, model_name=model_name,
+                           publish=publish, note=note, model_file=model_file)
 
-    overview = [counts, notes, target]
-    add_btn.click(add_class, [new_class, session], [session, *overview, new_class], api_name="train_add_class")
-    new_class.submit(add_class, [new_class, session], [session, *overview, new_class], api_visibility="private")
+
+def _wire_data(data: SimpleNamespace, session: gr.State) -> None:
+    outputs = [session, *data.overview]
+    data.add_class.click(add_class, [data.new_class, session], [*outputs, data.new_class],
+                         api_name="train_add_class")
+    data.new_class.submit(add_class, [data.new_class, session], [*outputs, data.new_class],
+                          api_visibility="private")
     # The upload boxes are emptied once their files are taken, so that the next upload brings only its own.
-    files.upload(add_class_images, [files, target, session], [session, *overview], api_name="train_add_images"
-                 ).then(lambda: None, None, files, api_visibility="private", queue=False)
-    zip_upload.upload(add_zip, [zip_upload, session], [session, *overview], api_name="train_add_zip"
-                      ).then(lambda: None, None, zip_upload, api_visibility="private", queue=False)
-    reset_btn.click(start_over, [session], [session, *overview], api_visibility="private")
+    data.files.upload(add_class_images, [data.files, data.target, session], outputs, api_name="train_add_images"
+                      ).then(lambda: None, None, data.files, api_visibility="private", queue=False)
+    data.zip.upload(add_zip, [data.zip, session], outputs, api_name="train_add_zip"
+                    ).then(lambda: None, None, data.zip, api_visibility="private", queue=False)
+    data.start_over.click(start_over, [session], outputs, api_visibility="private")
 
-    train_btn.click(queued_notice, None, None, queue=False, api_visibility="private").then(
-        make_train(base, device), [session, epochs, lr, batch, depth],
-        [session, status, plot, per_class, confusion, wrong, model_file], api_name="train_start", **TRAINING)
-    stop_btn.click(stop, None, status, api_name="train_stop", queue=False)
-    try_it = make_try(device)
-    try_btn.click(try_it, [try_image, session], [try_labels, try_note], api_name="train_try", **TRY)
-    try_image.upload(try_it, [try_image, session], [try_labels, try_note], api_visibility="private", **TRY)
-    use_btn.click(use_for_me, [session], [active_weights, action_note], api_name="train_activate")
-    publish_btn.click(make_publish(models_dir), [password, model_name, session], action_note,
-                      api_name="train_publish")
-    download_btn.click(download, [session], [model_file, action_note], api_name="train_download", **TRY)
-    return {"session": session, "active_weights": active_weights, "train": train_btn, "stop": stop_btn,
-            "status": status, "plot": plot, "model_file": model_file}
+
+def _wire_training(ctx: AppContext, run: SimpleNamespace, model_file, session: gr.State) -> None:
+    run.train.click(queued_notice, None, None, queue=False, api_visibility="private").then(
+        make_train(ctx.lab), [session, *run.settings], [session, run.status, run.plot, *run.results, model_file],
+        api_name="train_start", **TRAINING)
+    run.stop.click(stop, [session], run.status, api_name="train_stop", queue=False)
+
+
+def _wire_model(ctx: AppContext, model: SimpleNamespace, session: gr.State, active_weights: gr.State) -> None:
+    try_it = make_try(ctx.lab)
+    model.try_it.click(try_it, [model.image, session], model.answer, api_name="train_try", **TRY)
+    model.image.upload(try_it, [model.image, session], model.answer, api_visibility="private", **TRY)
+    model.use.click(use_for_me, [session], [active_weights, model.note], api_name="train_activate")
+    model.publish.click(make_publish(ctx.lab, ctx.gate), [model.password, model.model_name, session], model.note,
+                        api_name="train_publish")
+    model.download.click(download, [session], [model.model_file, model.note], api_name="train_download", **TRY)
+
+
+def build_train_tab(ctx: AppContext, active_weights: gr.State) -> dict:
+    """Build the Train tab's contents in the current Blocks context; return its main components."""
+    session = gr.State(None, delete_callback=_close)
+    gr.Markdown(_intro())
+    data = _data_panel()
+    run = _training_panel()
+    model = _model_panel()
+    _wire_data(data, session)
+    _wire_training(ctx, run, model.model_file, session)
+    _wire_model(ctx, model, session, active_weights)
+    return {"session": session, "active_weights": active_weights, "train": run.train, "stop": run.stop,
+            "status": run.status, "plot": run.plot, "model_file": model.model_file}
