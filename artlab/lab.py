@@ -104,6 +104,14 @@ class Lab:
                 self._models[key] = models
             return self._models[key]
 
+    def forget(self, folder: str | Path) -> None:
+        """Drop the loaded models of every weights folder inside `folder` (a visitor's session that ended)."""
+        prefix = str(folder)
+        with self._lock:
+            for key in [k for k in self._models if k.startswith(prefix)]:
+                del self._models[key]
+                self._same_embedding.pop(key, None)
+
     def artwork_weights(self, visitor_weights: str | None = None) -> str | None:
         """The model that answers a visitor: their own (Train tab, "for me"), else the models
         directory's active one (`python -m artlab models activate`, or a curator's "for everyone"),

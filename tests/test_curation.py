@@ -205,3 +205,19 @@ def test_train_try_and_export_with_tiny_weights(session, tmp_path, tiny_weights,
     assert onnx_problem is None
     with zipfile.ZipFile(path) as archive:
         assert sorted(archive.namelist()) == ["art_classifier.json", "art_classifier.safetensors", "model.onnx"]
+
+
+def test_a_closed_session_s_models_leave_the_lab(tiny_weights, tmp_path):
+    """The Lab keeps a visitor's model loaded for Try it; when their session ends it goes too."""
+    import shutil
+
+    from artlab.lab import Lab
+
+    lab = Lab(weights=str(tiny_weights), device="cpu", gallery_dir=str(tmp_path / "g"))
+    theirs = tmp_path / "session" / "models" / "run1"
+    shutil.copytree(tiny_weights, theirs)
+    lab.models()
+    lab.models(str(theirs))
+    assert str(theirs) in lab._models
+    lab.forget(tmp_path / "session")
+    assert str(theirs) not in lab._models and str(tiny_weights) in lab._models

@@ -18,6 +18,7 @@ train_add_class, train_add_images, train_add_zip, train_start, train_stop, train
 train_activate, train_publish, train_download.
 """
 
+import functools
 import logging
 import time
 from contextlib import closing
@@ -40,6 +41,7 @@ from artlab.curation import (
 )
 from artlab.data.folders import MAX_CLASSES, MIN_CLASSES, MIN_PER_CLASS
 from artlab.images import ImageError
+from artlab.lab import Lab
 from artlab.safe_text import escape_user_text
 from artlab.store.uploads import UploadError
 from artlab.training.finetune import FinetuneConfig
@@ -84,10 +86,12 @@ def _overview(session: CurationSession | None, note: str = "", selected: str | N
 
 # ------------------------------------------------------------------ adding data
 
-def _close(session: CurationSession | None) -> None:
+def _close(session: CurationSession | None, lab: Lab | None = None) -> None:
     """gr.State's delete_callback: a visitor's images and models go when their session does."""
     if session:
         session.close()
+        if lab is not None:
+            lab.forget(session.folder)
 
 
 def add_class(name, session):
@@ -375,7 +379,7 @@ def _wire_model(ctx: AppContext, model: SimpleNamespace, session: gr.State, acti
 
 def build_train_tab(ctx: AppContext, active_weights: gr.State) -> dict:
     """Build the Train tab's contents in the current Blocks context; return its main components."""
-    session = gr.State(None, delete_callback=_close)
+    session = gr.State(None, delete_callback=functools.partial(_close, lab=ctx.lab))
     gr.Markdown(_intro())
     data = _data_panel()
     run = _training_panel()
