@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from artlab import paths
+from artlab.answers import look_json
 from artlab.checkpoints import (
     AUTOENCODER_NAME,
     CLASSIFIER_NAME,
@@ -59,12 +60,9 @@ class Look:
     model_key: str | None = None                       # "name/vN" when a model of the models directory answered
 
     def to_json(self) -> dict:
-        """One line of `predict --json` (labels as [id, probability], best first; psnr), plus the
-        similar works (id, title, score) and the model that answered (name, sha256 prefix)."""
-        return {**self.analysis.to_json(),
-                "similar": [{"id": work.id, "title": work.name, "score": round(score, 4)}
-                            for work, score in self.similar],
-                "model": {"name": self.model_key or CLASSIFIER_NAME, "sha256": self.analysis.model}}
+        """/predict's answer: one line of `predict --json` (labels as [id, probability], best first;
+        psnr), plus the similar works (id, title, score) and the model that answered (answers.look_json)."""
+        return look_json(self)
 
 
 @dataclass
@@ -200,7 +198,9 @@ class Lab:
         find the gallery's most similar works. Raises ImageError (bad picture), WeightsError."""
         weights = self.artwork_weights(visitor_weights)
         models = self.models(weights)
-        image = models.prepare(source, display_side=OVERLAY_SIDE)   # the heat map is laid over it
+        # The heat map is laid over the picture: decode it that large. Without one, decode it as
+        # `predict` does, so the API and the CLI see the same pixels.
+        image = models.prepare(source, display_side=OVERLAY_SIDE if explain else 0)
         analysis = models.analyze([image], explain=explain)[0]
         app_models = self.models()   # the gallery's embeddings come from the app's model
         embedding = analysis.embedding
@@ -216,16 +216,24 @@ class Lab:
 
     def work(self, work_id: int, similar: int = SIMILAR) -> tuple[Work, Image.Image, list[tuple[Work, float]]] | None:
         """A gallery work, its picture (the original, else the thumbnail we kept) and its similar works."""
-        gallery = self.gallery()
-        work = gallery.get(work_id)
-        if work is None:
+        found = self.similar_to(work_id, similar)
+        if found is None:
             return None
+        work, pairs = found
         try:
             picture = load_image(work.path, max_side=1024)
         except ImageError:
             picture = load_image(work.thumb)   # the original moved away: show what we kept
-        pairs = gallery.similar(gallery.embedding_of(work.id), similar, exclude_id=work.id, model=work.model)
         return work, picture, pairs
+
+    def similar_to(self, work_id: int, similar: int = SIMILAR) -> tuple[Work, list[tuple[Work, float]]] | None:
+        """A gallery work and its most similar works by its stored embedding, compared only with
+        works the same model analysed; None when there is no such work."""
+        gallery = self.gallery()
+        work = gallery.get(work_id)
+        if work is None:
+            return None
+        return work, gallery.similar(gallery.embedding_of(work.id), similar, exclude_id=work.id, model=work.model)
 
     def read(self, text: str, similar: int = SIMILAR) -> tuple[dict, list[tuple[Work, float]]]:
         """A text's labels and reconstruction (the `predict-text --json` record) and the gallery

@@ -123,7 +123,7 @@ def test_added_work_appears_in_browse_and_in_similar_results(app, picture, tmp_p
     assert "Added" in message
     again = client.predict(handle_file(str(picture)), "", "", "", api_name="/add_to_gallery")
     assert "already" in again
-    grid, note = client.predict("", "", "harbour", api_name="/browse")
+    grid, note = client.predict("", "", "harbour", api_name="/gallery_search")
     assert [item["caption"].split(" · ")[0] for item in grid] == ["Harbour at Dawn"]
     assert "1 of 1" in note
     # A retouched copy of the picture finds the stored work among its similar works.

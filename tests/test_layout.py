@@ -30,7 +30,7 @@ FORBIDDEN = {
 
 # The ground floor: what every layer may use, and which uses none of them.
 BASE = ("paths", "files", "checkpoints", "images", "labels", "device", "memory", "tokenizer", "safe_text",
-        "workdirs", "curator", "resample")
+        "workdirs", "curator", "resample", "answers")
 UPPER = ("artlab.inference", "artlab.training", "artlab.store", "artlab.lab", "artlab.ui", "artlab.cli",
          "artlab.indexing", "artlab.bulk", "artlab.curation", "artlab.data")
 FORBIDDEN.update({name: UPPER for name in BASE})

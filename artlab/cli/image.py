@@ -59,6 +59,7 @@ def register(sub):
 
 
 def run_predict(args) -> int:
+    from artlab.answers import failure_json, picture_json
     from artlab.checkpoints import WeightsError
     from artlab.images import ImageError
     from artlab.inference.image import ArtModels
@@ -81,9 +82,9 @@ def run_predict(args) -> int:
         for i, path in enumerate(paths):
             if i in errors:
                 failed += 1
-                record = {"path": path, "error": errors[i]}
+                record = failure_json(path, errors[i])
             else:
-                record = {"path": path, **analyses[i].to_json()}
+                record = picture_json(analyses[i], path)
             print(json.dumps(record, ensure_ascii=False) if args.json else _readable(record), flush=True)
     return 1 if failed else 0
 

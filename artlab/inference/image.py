@@ -160,12 +160,7 @@ class Analysis:
     heatmap: Image.Image | None = None                # Grad-CAM of the top style over the image
     extra: dict = field(default_factory=dict)
     model: str | None = None                          # which classifier answered (ArtModels.model_id)
-
-    def to_json(self) -> dict:
-        out = {head: [[name, round(p, 4)] for name, p in ranked] for head, ranked in self.labels.items()}
-        if self.psnr is not None:
-            out["psnr"] = round(self.psnr, 2)
-        return out
+    # As JSON: artlab.answers.picture_json (the one builder of `predict --json` and /predict).
 
 
 class ArtModels:

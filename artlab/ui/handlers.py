@@ -59,7 +59,7 @@ def _forget_old_outputs() -> None:
             pass  # another request is cleaning it up too
 
 
-def _read_upload(path, lang: str = "en") -> bytes:
+def read_upload(path, lang: str = "en") -> bytes:
     if not path:
         raise gr.Error(t("need_picture", lang))
     try:
@@ -69,7 +69,7 @@ def _read_upload(path, lang: str = "en") -> bytes:
 
 
 @contextlib.contextmanager
-def _plain_errors(lang: str = "en"):
+def plain_errors(lang: str = "en"):
     """The library's one-line errors (a bad picture, missing models) as toasts for the visitor."""
     try:
         yield
@@ -94,9 +94,9 @@ def analyze_artwork(ctx: AppContext, image_path, lang: str = "en", weights=None,
     Returns the style, subject and fine-tuned classes as gr.Label updates, each hidden when the
     model has no such head (a model fine-tuned deeper than its head has only its own classes).
     """
-    data = _read_upload(image_path, lang)
+    data = read_upload(image_path, lang)
     progress(0.2, desc="looking")
-    with _plain_errors(lang):
+    with plain_errors(lang):
         look = ctx.lab.look(data, weights)
     analysis, heads = look.analysis, look.analysis.labels
     items, ids = _cards(look.similar)
@@ -118,8 +118,8 @@ def add_to_gallery(ctx: AppContext, image_path, title: str, artist: str, year: s
     """Add a picture, analysed by the app's model: the gallery's labels and embeddings all come from it."""
     if ctx.kiosk:
         raise gr.Error(t("kiosk_no_adding", lang))
-    data = _read_upload(image_path, lang)
-    with _plain_errors(lang):
+    data = read_upload(image_path, lang)
+    with plain_errors(lang):
         work_id, new = ctx.lab.add(data, title=(title or "").strip() or None,
                                    artist=(artist or "").strip() or None, year=(year or "").strip() or None)
     message = t("added" if new else "already_added", lang)
@@ -130,7 +130,7 @@ def add_to_gallery(ctx: AppContext, image_path, title: str, artist: str, year: s
 # ------------------------------------------------------------------ Gallery tab
 
 def browse(ctx: AppContext, style: str, subject: str, query: str, lang: str = "en"):
-    with _plain_errors(lang):
+    with plain_errors(lang):
         works, total, stale = ctx.lab.browse(style, subject, query, limit=GRID_PAGE)
     if total == 0:
         note = t("gallery_empty", lang)
@@ -153,7 +153,7 @@ def open_work(ctx: AppContext, ids: list[int], index: int, lang: str = "en"):
     """The full analysis of a gallery work (stored labels; similar works by its embedding)."""
     if index is None or not ids or index >= len(ids):
         raise gr.Error(t("pick_work", lang))
-    with _plain_errors(lang):
+    with plain_errors(lang):
         found = ctx.lab.work(ids[index])
     if found is None:
         raise gr.Error(t("work_gone", lang))
@@ -197,8 +197,8 @@ def analyze_text(ctx: AppContext, text: str, lang: str = "en"):
 def morph(ctx: AppContext, a_path, b_path, steps: int, weights=None, lang: str = "en"):
     if not a_path or not b_path:
         raise gr.Error(t("need_two", lang))
-    with _plain_errors(lang):
-        frames = ctx.lab.walk(_read_upload(a_path, lang), _read_upload(b_path, lang), int(steps), weights)
+    with plain_errors(lang):
+        frames = ctx.lab.walk(read_upload(a_path, lang), read_upload(b_path, lang), int(steps), weights)
     strip = [(_output_file(frame, f"frame{i}"), f"{i / (len(frames) - 1):.0%}") for i, frame in enumerate(frames)]
     return strip, frames, _output_file(frames[len(frames) // 2], "frame"), 0.5
 

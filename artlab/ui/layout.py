@@ -3,6 +3,11 @@
 Queue: every model call runs in the "inference" concurrency group (one at a time,
 others see their place in the queue); the Train tab uses its own "training" group.
 
+The public API (/predict, /predict_text, /similar_works, /browse) is built by `artlab/ui/api.py`;
+every endpoint of the page itself (/analyze_artwork, /analyze_text, /add_to_gallery, /morph,
+/gallery_search, the Train tab's) answers component updates and is undocumented: callable, but
+on neither the API page nor the MCP server.
+
 The Train tab is built by `artlab/ui/train_tab.py`: `build_train_tab(ctx, active_weights)`,
 where `active_weights` is a gr.State holding this visitor's model folder (None: the default,
 i.e. the models directory's active model, else the app's weights; see Lab.artwork_weights)
@@ -15,6 +20,7 @@ import gradio as gr
 
 from artlab.checkpoints import LICENCE_NOTE
 from artlab.ui import handlers as h
+from artlab.ui.api import build_api, only_the_api_is_public
 from artlab.ui.context import AppContext
 from artlab.ui.guard import CheckedBlocks
 from artlab.ui.i18n import LANGS, t
@@ -50,6 +56,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
             with gr.Tab(t("tab_about"), id="about") as tab:
                 relabel.append((tab, "tab_about"))
                 gr.Markdown(about_markdown(ctx), elem_classes="about")
+        build_api(ctx, INFERENCE)
         # A click on a similar work (Artwork tab) opens it on the Gallery tab.
         artwork["similar"].select(_open_from_select(ctx), [artwork["similar_ids"], lang],
                                   [*gallery["detail"], tabs], api_visibility="private", **INFERENCE)
@@ -60,6 +67,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                       lang, [gallery["style"], gallery["subject"]], queue=False, api_visibility="private").then(
             functools.partial(h.browse, ctx), [gallery["style"], gallery["subject"], gallery["query"], lang],
             [gallery["grid"], gallery["ids"], gallery["note"]], queue=False, api_visibility="private")
+    only_the_api_is_public(demo)
     return demo
 
 
@@ -183,7 +191,7 @@ def _gallery_tab(ctx, lang, relabel, tabs):
     fn = functools.partial(h.browse, ctx)
     for component in (style, subject):
         component.change(fn, filters, listing, api_visibility="private", queue=False)
-    query.submit(fn, filters, listing, api_name="browse", queue=False)
+    query.submit(fn, filters, listing, api_name="gallery_search", queue=False)
     detail = [picture, work_style, work_subject, info, similar, similar_ids, detail_box]
     opener = _open_from_select(ctx)
     grid.select(opener, [ids, lang], [*detail, tabs], api_visibility="private")
