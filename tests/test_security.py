@@ -18,7 +18,7 @@ from conftest import ROOT
 
 from artlab.store.registry import Registry
 
-INFERENCE_ENDPOINTS = {"analyze_artwork", "analyze_text", "add_to_gallery", "morph"}
+INFERENCE_ENDPOINTS = {"analyze_artwork", "analyze_text", "add_to_gallery", "morph", "predict", "predict_text"}
 CURATOR_ENDPOINTS = {"train_activate", "train_publish", "train_start", "train_add_zip", "train_add_images"}
 
 
@@ -121,9 +121,9 @@ def test_served_folders_exclude_repo_weights_models_and_home(tiny_weights, tmp_p
 
 def test_gradio_and_pillow_are_new_enough():
     requirements = (ROOT / "requirements.txt").read_text()
-    assert re.search(r"^gradio>=6\.(1[6-9]|[2-9]\d)", requirements, re.M)
+    assert re.search(r"^gradio(\[mcp\])?>=6\.(3[1-9]|[4-9]\d)", requirements, re.M)   # 6.31: issue 17
     assert re.search(r"^pillow>=12\.[2-9]", requirements, re.M | re.I)
-    assert tuple(map(int, version("gradio").split(".")[:2])) >= (6, 16)
+    assert tuple(map(int, version("gradio").split(".")[:2])) >= (6, 31)
     assert tuple(map(int, version("pillow").split(".")[:2])) >= (12, 2)
 
 

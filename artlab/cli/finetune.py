@@ -13,7 +13,8 @@ def register(sub):
     f.add_argument("data", type=Path, metavar="DATA_DIR", help="one sub-folder of images per class")
     f.add_argument("--out", type=Path, help="output model folder (default: a new version in the models directory)")
     f.add_argument("--name", help="model name in the models directory (default: the DATA_DIR folder name)")
-    f.add_argument("--models", help="models directory (default: $ARTLAB_MODELS or ~/.local/share/artlab/models)")
+    f.add_argument("--models", help="models directory (default: $ARTLAB_MODELS or <user data>/models; "
+                                     "`python -m artlab settings` shows it)")
     f.add_argument("--activate", action="store_true", help="make the new model the active one")
     f.add_argument("--base", help="weights to start from (default: the shipped art model)")
     f.add_argument("--epochs", type=int, default=60, help="head epochs on cached features (default 60)")
@@ -41,7 +42,8 @@ def register(sub):
                         "pickles are refused)")
     m.add_argument("key", nargs="?", metavar="NAME[/vN]|ZIP")
     m.add_argument("--name", help="with import: the model's name (default: the zip's name)")
-    m.add_argument("--models", help="models directory (default: $ARTLAB_MODELS or ~/.local/share/artlab/models)")
+    m.add_argument("--models", help="models directory (default: $ARTLAB_MODELS or <user data>/models; "
+                                     "`python -m artlab settings` shows it)")
     m.add_argument("--json", action="store_true")
     m.set_defaults(run=run_models)
 

@@ -3,8 +3,8 @@
     <models>/<name>/v<N>/art_classifier.safetensors + art_classifier.json
     <models>/active.json   {"active": "name/vN" or null, "history": [earlier actives, latest last]}
 
-The directory is `--models PATH`, else $ARTLAB_MODELS, else the user's data folder
-($XDG_DATA_HOME/artlab/models, i.e. ~/.local/share/artlab/models). "Active" is the
+The directory is `--models PATH`, else $ARTLAB_MODELS, else <user data>/models (paths.models_dir:
+the platform's data folder, ~/.local/share/artlab on Linux). "Active" is the
 model the app's Artwork tab uses for everyone; rolling back re-activates the one before.
 """
 

@@ -34,11 +34,12 @@ ASSETS = paths.ASSETS_DIR
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python app.py", description="ArtLab: the gallery web app")
-    p.add_argument("--gallery", help="gallery folder (default: $ARTLAB_GALLERY or ~/.local/share/artlab/gallery)")
+    p.add_argument("--gallery", help="gallery folder (default: $ARTLAB_GALLERY or <user data>/gallery; "
+                                     "`python -m artlab settings` shows it)")
     p.add_argument("--weights", help="image/text model folder (default: $ARTLAB_WEIGHTS or weights/)")
     p.add_argument("--models", help="fine-tuned models directory; its active model (`python -m artlab models "
                                     "activate NAME`) is the Artwork tab's default (default: $ARTLAB_MODELS or "
-                                    "~/.local/share/artlab/models)")
+                                    "<user data>/models; `python -m artlab settings` shows it)")
     p.add_argument("--kiosk", action="store_true", default=paths.flag_setting("KIOSK"),
                    help="museum kiosk mode (also ARTLAB_KIOSK=1)")
     p.add_argument("--idle-minutes", type=float, default=paths.number_setting("IDLE_MINUTES", 3),
