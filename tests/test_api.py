@@ -188,3 +188,35 @@ def test_mcp_tools_answer_and_refuse_as_the_api_does(api):
     assert ast.literal_eval(result["content"][0]["text"]) == client.predict(query="work", limit=1, api_name="/browse")
     refused = call_tool(url, "predict_text", {"text": "  "})
     assert refused["isError"] and refused["content"][0]["text"] == "empty text: type a title or a description"
+
+
+def test_an_active_fine_tuned_model_answers_with_its_labels_head_as_the_cli_does(api, picture, capsys):
+    """A curator's model with only its own classes (the shape a deeper fine-tune has), made by hand."""
+    import torch
+
+    from artlab.checkpoints import save_checkpoint
+    from artlab.cli import main
+    from artlab.labels import CUSTOM_HEAD
+    from artlab.models.classifier import ArtClassifier
+    from artlab.store.registry import Registry
+
+    ctx, _, client = api
+    registry = Registry(ctx.lab.models_dir)
+    folder = registry.next_path("colours")
+    torch.manual_seed(1)
+    save_checkpoint(ArtClassifier({CUSTOM_HEAD: 2}).eval(), folder / "art_classifier", {
+        "name": "art_classifier", "config": {"texture": True, "embed_dim": 512}, "input_size": 64,
+        "labels": {CUSTOM_HEAD: ["red", "blue"]}, "training": {"depth": "1"}}, dtype=torch.float32)
+    registry.activate("colours/v1")
+    try:
+        answer = client.predict(handle_file(str(picture)), api_name="/predict")
+    finally:
+        registry.deactivate()
+    jsonschema.validate(answer, answers.PICTURE_SCHEMA)
+    assert_ranked(answer["labels"], ["red", "blue"])
+    assert "style" not in answer and "subject" not in answer
+    assert answer["model"]["name"] == "colours/v1"
+    assert_in_gallery(ctx, answer["similar"])          # found with the app's model's embeddings
+    main(["predict", "--json", "--weights", str(folder), "--device", "cpu", str(picture)])
+    line = json.loads(capsys.readouterr().out.strip())
+    assert line["labels"] == answer["labels"]
