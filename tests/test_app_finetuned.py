@@ -136,7 +136,7 @@ def test_models_directory_from_the_command_line_and_the_environment(models_dir, 
     from artlab.lab import Lab
     from artlab.ui.server import make_context, parse_args
 
-    assert make_context(parse_args(["--models", str(models_dir)])).models_dir == str(models_dir)
+    assert make_context(parse_args(["--models", str(models_dir)])).lab.models_dir == str(models_dir)
     monkeypatch.setenv("ARTLAB_MODELS", str(models_dir))
     assert Lab(weights="w").artwork_weights() == str(Registry(models_dir).active_path())
     monkeypatch.setenv("ARTLAB_MODELS", str(models_dir / "nothing-here"))
