@@ -51,7 +51,20 @@ CREATE TABLE IF NOT EXISTS works (
 );
 CREATE INDEX IF NOT EXISTS works_style ON works(style);
 CREATE INDEX IF NOT EXISTS works_subject ON works(subject);
+CREATE INDEX IF NOT EXISTS works_style_subject ON works(style, subject);  -- browse by both, newest first
 """
+# After a version-1 gallery has gained the model column.
+SEARCH_SCHEMA = """
+CREATE INDEX IF NOT EXISTS works_model ON works(model);
+-- Works deleted or re-analysed, logged by whichever process writes, for the similar-works index
+-- (artlab/similar_index.py), which finds additions by id.
+CREATE TABLE IF NOT EXISTS changed_works (seq INTEGER PRIMARY KEY AUTOINCREMENT, work INTEGER NOT NULL);
+CREATE TRIGGER IF NOT EXISTS works_deleted AFTER DELETE ON works
+    BEGIN INSERT INTO changed_works (work) VALUES (old.id); END;
+CREATE TRIGGER IF NOT EXISTS works_reanalysed AFTER UPDATE OF embedding, model ON works
+    BEGIN INSERT INTO changed_works (work) VALUES (old.id); END;
+"""
+EXACT_SEARCH_MAX = 50_000   # up to this many works similar() scans them all (100 MB, ~5 ms); past it, an index
 
 
 def content_hash(data: bytes) -> str:
@@ -124,8 +137,12 @@ class Gallery:
             columns = {row["name"] for row in self._conn.execute("PRAGMA table_info(works)")}
             if "model" not in columns:   # a version-1 gallery: its rows keep model NULL until refreshed
                 self._conn.execute("ALTER TABLE works ADD COLUMN model TEXT")
+            self._conn.executescript(SEARCH_SCHEMA)
             self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self._matrix_cache = None  # (data_version, ids, matrix) for similarity search
+        self._indexes = {}         # model -> SimilarIndex, for galleries past EXACT_SEARCH_MAX
+        self._counts = {}          # (change state, model) -> works of that model
+        self._index_lock = threading.Lock()
 
     def close(self):
         with self._lock:
@@ -297,11 +314,16 @@ class Gallery:
         """The k works nearest by cosine similarity of the embeddings, best first.
 
         `model`: the classifier that made `embedding` (ArtModels.model_id); only works it
-        embedded too are compared, since two models' embeddings live in different spaces."""
-        ids, matrix = self._matrix(model)
+        embedded too are compared, since two models' embeddings live in different spaces.
+        Up to EXACT_SEARCH_MAX works all are compared; past that, the similar-works index
+        proposes candidates (artlab/similar_index.py) and those are ranked exactly."""
+        query = np.asarray(embedding, dtype=np.float32).ravel()
+        if self._works_of(model) <= EXACT_SEARCH_MAX:
+            ids, matrix = self._matrix(model)
+        else:
+            ids, matrix = self._candidates(query, model, k)
         if not len(ids):
             return []
-        query = np.asarray(embedding, dtype=np.float32).ravel()
         if query.shape[0] != matrix.shape[1]:
             log.warning("embedding size %d differs from the gallery's %d", query.shape[0], matrix.shape[1])
             return []
@@ -317,6 +339,75 @@ class Gallery:
                 continue
             out.append((work, float(scores[i])))
         return out
+
+    def _change_state(self) -> tuple[int, int]:
+        """(position of the change log, highest work id): both O(1), whichever process wrote."""
+        with self._lock:
+            logged = self._conn.execute("SELECT MAX(seq) FROM changed_works").fetchone()[0] or 0
+            last_id = self._conn.execute("SELECT MAX(id) FROM works").fetchone()[0] or 0
+        return logged, last_id
+
+    def _works_of(self, model) -> int:
+        """How many works `model` embedded (all works for ANY_MODEL), counted again only after a change."""
+        key = (self._change_state(), model)
+        if key not in self._counts:
+            with self._lock:
+                sql, params = self._model_filter(model)
+                self._counts = {key: self._conn.execute(f"SELECT COUNT(*) FROM works{sql}", params).fetchone()[0]}
+        return self._counts[key]
+
+    @staticmethod
+    def _model_filter(model, after_id: int | None = None) -> tuple[str, tuple]:
+        clauses, params = [], []
+        if model != ANY_MODEL:   # IS, not =: model None finds the works stored before models were recorded
+            clauses.append("model IS ?")
+            params.append(model)
+        if after_id is not None:
+            clauses.append("id > ?")
+            params.append(after_id)
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
+
+    def _candidates(self, query: np.ndarray, model, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Ids and stored embeddings of the works the similar-works index puts nearest `query`."""
+        from .similar_index import CANDIDATES, SimilarIndex, Source
+
+        with self._index_lock:
+            index = self._indexes.setdefault(model, SimilarIndex(self.folder / "similar", f"model-{model}"))
+            (logged, last_id), count = self._change_state(), self._works_of(model)
+            source = Source(chunks=lambda after: self._embedding_chunks(model, after),
+                            changed=self._changed_after, rows=lambda ids: self._embeddings(ids, model))
+            index.sync(logged, last_id, count, source)
+            ids = index.candidates(query, max(CANDIDATES, 4 * k))
+        return self._embeddings(ids)
+
+    def _changed_after(self, seq: int) -> list[int]:
+        with self._lock:
+            return [r[0] for r in self._conn.execute("SELECT work FROM changed_works WHERE seq > ?", (seq,))]
+
+    def _embedding_chunks(self, model, after_id: int, size: int = 50_000):
+        """(ids, float32 matrix) of `model`'s works with id > after_id, in id order, `size` at a time."""
+        while True:
+            sql, params = self._model_filter(model, after_id)
+            with self._lock:
+                rows = self._conn.execute(f"SELECT id, embedding FROM works{sql} ORDER BY id LIMIT ?",
+                                          (*params, size)).fetchall()
+            if not rows:
+                return
+            yield (np.array([r[0] for r in rows], np.int64),
+                   np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]))
+            after_id = rows[-1][0]
+
+    def _embeddings(self, ids, model=ANY_MODEL) -> tuple[np.ndarray, np.ndarray]:
+        """Ids and float32 embeddings of those of `ids` that exist (and that `model` embedded)."""
+        ids = [int(i) for i in ids]
+        sql, params = self._model_filter(model)
+        sql = (sql + " AND" if sql else " WHERE") + f" id IN ({','.join('?' * len(ids))})"
+        with self._lock:
+            rows = self._conn.execute(f"SELECT id, embedding FROM works{sql}", (*params, *ids)).fetchall() if ids else []
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros((0, 1), np.float32)
+        return (np.array([r[0] for r in rows], np.int64),
+                np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]))
 
     def match_labels(self, probs: dict[str, dict[str, float]], k: int = 6) -> list[tuple[Work, float]]:
         """Works whose predicted label distributions agree best with `probs` (head -> label -> p).
