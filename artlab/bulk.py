@@ -48,7 +48,8 @@ from artlab.images import (
     to_uint8_tensor,
 )
 from artlab.indexing import IndexReport, Intake
-from artlab.store.gallery import THUMB_SIDE, Gallery, content_hash
+from artlab.store.gallery import THUMB_SIDE, Gallery
+from artlab.store.works import content_hash
 
 log = logging.getLogger(__name__)
 

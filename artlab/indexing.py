@@ -15,7 +15,8 @@ import numpy as np
 from PIL import Image
 
 from artlab.images import MAX_BYTES, ImageError, list_images
-from artlab.store.gallery import THUMB_SIDE, Gallery, NewWork, content_hash
+from artlab.store.gallery import THUMB_SIDE, Gallery
+from artlab.store.works import NewWork, content_hash
 
 
 @dataclass

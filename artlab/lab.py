@@ -40,7 +40,8 @@ from artlab.indexing import add_upload
 from artlab.inference.explain import OVERLAY_SIDE
 from artlab.inference.image import Analysis, ArtModels, autoencoder_input
 from artlab.memory import release_freed_memory
-from artlab.store.gallery import THUMB_DIR, Gallery, Work, content_hash
+from artlab.store.gallery import THUMB_DIR, Gallery
+from artlab.store.works import Work, content_hash
 from artlab.store.registry import Registry
 
 log = logging.getLogger(__name__)

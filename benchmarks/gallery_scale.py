@@ -40,8 +40,8 @@ def synthetic_works(start: int, count: int, seed: int = 0) -> list:
     """`count` NewWorks numbered from `start`: random labels, random unit embeddings, 8x8 thumbnails."""
     from PIL import Image
 
-    from artlab.gallery import NewWork
     from artlab.labels import STYLES, SUBJECTS
+    from artlab.store.works import NewWork
 
     rng = np.random.default_rng(seed + start)
     embeddings = rng.standard_normal((count, EMBED_DIM), dtype=np.float32)
@@ -67,7 +67,7 @@ def _ranked_labels(rng, names) -> list[list]:
 
 def fill_gallery(folder: Path, works: int, batch: int = 10_000, seed: int = 0) -> float:
     """Add `works` synthetic works to the gallery at `folder`, one transaction per batch; seconds taken."""
-    from artlab.gallery import Gallery
+    from artlab.store.gallery import Gallery
 
     gallery = Gallery(folder)
     started = time.perf_counter()
@@ -143,10 +143,10 @@ def folder_mb(folder: Path, pattern: str) -> float:
 
 
 def measure(folder: Path, works: int, queries: int, with_models: bool) -> dict:
-    from artlab.gallery import Gallery
+    from artlab.store.gallery import Gallery
 
     if with_models:   # the app holds the image models while it serves the gallery
-        from artlab.inference import ArtModels
+        from artlab.inference.image import ArtModels
         ArtModels(device="cpu")
     rng = random.Random(0)
     gallery = Gallery(folder)

@@ -74,8 +74,8 @@ def test_browse_filter_search_and_similar(folder, tmp_path, models):
         same_style = gallery.browse(style=work.style)
         assert work.id in [w.id for w in same_style] and all(w.style == work.style for w in same_style)
         assert all(w.subject == work.subject for w in gallery.browse(subject=work.subject))
-    assert [w.title for w in gallery.search("red stu")] == ["Red Study"]
-    assert gallery.search("50%_") == []                          # LIKE wildcards are literal
+    assert [w.title for w in gallery.browse(query="red stu")] == ["Red Study"]
+    assert gallery.browse(query="50%_") == []                          # LIKE wildcards are literal
     target = works[2]
     nearest = gallery.similar(gallery.embedding_of(target.id), k=3)
     assert nearest[0][0].id == target.id and nearest[0][1] == pytest.approx(1.0, abs=1e-5)

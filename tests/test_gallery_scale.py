@@ -10,8 +10,8 @@ import sqlite3
 import numpy as np
 import pytest
 
-import artlab.gallery
-from artlab.gallery import Gallery
+import artlab.store.gallery
+from artlab.store.gallery import Gallery
 from benchmarks.gallery_scale import MODEL, TWIN_EVERY, fill_gallery, synthetic_works
 
 WORKS = 10_000
@@ -50,7 +50,7 @@ def test_the_benchmark_fills_what_it_says(museum):
 @pytest.mark.parametrize("path", ["exact scan", "similar-works index"])
 def test_similar_works_find_the_planted_twins(museum, monkeypatch, path):
     if path == "similar-works index":
-        monkeypatch.setattr(artlab.gallery, "EXACT_SEARCH_MAX", 1_000)
+        monkeypatch.setattr(artlab.store.gallery, "EXACT_SEARCH_MAX", 1_000)
     gallery = Gallery(museum)
     for work_id, twin in TWINS:
         found = gallery.similar(gallery.embedding_of(work_id), k=6, exclude_id=work_id, model=MODEL)
@@ -66,7 +66,7 @@ def test_similar_works_find_the_planted_twins(museum, monkeypatch, path):
 def test_the_index_ranks_exactly_what_it_proposes(museum, monkeypatch):
     """Past the exact limit the top result is the exact scan's on the twins, and on random works
     the index's answers are true neighbours (its candidates are re-ranked by exact cosine)."""
-    monkeypatch.setattr(artlab.gallery, "EXACT_SEARCH_MAX", 1_000)
+    monkeypatch.setattr(artlab.store.gallery, "EXACT_SEARCH_MAX", 1_000)
     gallery = Gallery(museum)
     for work_id in (17, 4321, 9876):
         exact = _exact_nearest(gallery, work_id, 200)
@@ -75,10 +75,10 @@ def test_the_index_ranks_exactly_what_it_proposes(museum, monkeypatch):
 
 
 def test_the_index_follows_additions_deletes_and_a_restart_built_once(museum, monkeypatch, caplog):
-    monkeypatch.setattr(artlab.gallery, "EXACT_SEARCH_MAX", 1_000)
-    monkeypatch.setattr("artlab.similar_index.TRAIN_SAMPLE", 2_000)   # learned from fewer works than it holds
+    monkeypatch.setattr(artlab.store.gallery, "EXACT_SEARCH_MAX", 1_000)
+    monkeypatch.setattr("artlab.store.similar_index.TRAIN_SAMPLE", 2_000)   # learned from fewer works than it holds
     shutil.rmtree(museum / "similar", ignore_errors=True)
-    caplog.set_level(logging.INFO, logger="artlab.similar_index")
+    caplog.set_level(logging.INFO, logger="artlab.store.similar_index")
     gallery = Gallery(museum)
     _similar_ids(gallery, 5)                               # the index exists now
     newcomer = synthetic_works(WORKS, 1)[0]

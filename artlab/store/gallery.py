@@ -9,13 +9,11 @@ commit, so a committed row always has its thumbnail.
 """
 
 import datetime
-import hashlib
 import io
 import json
 import logging
 import sqlite3
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ from PIL import Image
 from artlab import paths
 from artlab.files import atomic_write, atomic_write_bytes
 from artlab.images import load_image, stored_suffix
+from artlab.store.works import NewWork, Work
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +56,7 @@ CREATE INDEX IF NOT EXISTS works_style_subject ON works(style, subject);  -- bro
 SEARCH_SCHEMA = """
 CREATE INDEX IF NOT EXISTS works_model ON works(model);
 -- Works deleted or re-analysed, logged by whichever process writes, for the similar-works index
--- (artlab/similar_index.py), which finds additions by id.
+-- (artlab/store/similar_index.py), which finds additions by id.
 CREATE TABLE IF NOT EXISTS changed_works (seq INTEGER PRIMARY KEY AUTOINCREMENT, work INTEGER NOT NULL);
 CREATE TRIGGER IF NOT EXISTS works_deleted AFTER DELETE ON works
     BEGIN INSERT INTO changed_works (work) VALUES (old.id); END;
@@ -65,56 +64,6 @@ CREATE TRIGGER IF NOT EXISTS works_reanalysed AFTER UPDATE OF embedding, model O
     BEGIN INSERT INTO changed_works (work) VALUES (old.id); END;
 """
 EXACT_SEARCH_MAX = 50_000   # up to this many works similar() scans them all (100 MB, ~5 ms); past it, an index
-
-
-def content_hash(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-@dataclass
-class Work:
-    id: int
-    path: str
-    sha256: str
-    title: str | None
-    artist: str | None
-    year: str | None
-    style: str
-    subject: str
-    labels: dict
-    psnr: float | None
-    added: str
-    thumb: str
-    model: str | None = None
-
-    @property
-    def name(self) -> str:
-        """What to call the work: its title, else its file name."""
-        return self.title or Path(self.path).stem.replace("_", " ")
-
-    def caption(self) -> str:
-        parts = [self.name]
-        if self.artist:
-            parts.append(self.artist)
-        if self.year:
-            parts.append(str(self.year))
-        return " · ".join(parts)
-
-
-@dataclass
-class NewWork:
-    """A work ready to store: its analysis done, its image loaded."""
-
-    path: str
-    sha256: str
-    image: Image.Image
-    labels: dict
-    embedding: np.ndarray
-    psnr: float | None = None
-    title: str | None = None
-    artist: str | None = None
-    year: str | None = None
-    model: str | None = None     # the classifier's id (ArtModels.model_id)
 
 
 class Gallery:
@@ -259,8 +208,6 @@ class Gallery:
             rows = self._conn.execute(sql, (*params, int(limit), int(offset))).fetchall()
         return [self._work(r) for r in rows]
 
-    def search(self, title: str, limit: int = 60) -> list[Work]:
-        return self.browse(query=title, limit=limit)
 
     def random(self, n: int = 2) -> list[Work]:
         with self._lock:
@@ -316,7 +263,7 @@ class Gallery:
         `model`: the classifier that made `embedding` (ArtModels.model_id); only works it
         embedded too are compared, since two models' embeddings live in different spaces.
         Up to EXACT_SEARCH_MAX works all are compared; past that, the similar-works index
-        proposes candidates (artlab/similar_index.py) and those are ranked exactly."""
+        proposes candidates (artlab/store/similar_index.py) and those are ranked exactly."""
         query = np.asarray(embedding, dtype=np.float32).ravel()
         if self._works_of(model) <= EXACT_SEARCH_MAX:
             ids, matrix = self._matrix(model)
@@ -369,7 +316,7 @@ class Gallery:
 
     def _candidates(self, query: np.ndarray, model, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Ids and stored embeddings of the works the similar-works index puts nearest `query`."""
-        from .similar_index import CANDIDATES, SimilarIndex, Source
+        from artlab.store.similar_index import CANDIDATES, SimilarIndex, Source
 
         with self._index_lock:
             index = self._indexes.setdefault(model, SimilarIndex(self.folder / "similar", f"model-{model}"))

@@ -21,14 +21,14 @@ building again.
 
 import json
 import logging
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
+
+from artlab.files import atomic_write, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -127,17 +127,9 @@ class SimilarIndex:
     def _save(self) -> None:
         import faiss
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".", suffix=".tmp")
-        os.close(fd)
-        try:
-            faiss.write_index(self.index, tmp)
-            os.replace(tmp, self.path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write(self.path, lambda tmp: faiss.write_index(self.index, str(tmp)))
         state = {"logged": self.logged, "last_id": self.last_id, "built_for": self.built_for}
-        self.state_path.write_text(json.dumps(state))
+        atomic_write_text(self.state_path, json.dumps(state))
         self.unsaved = 0
 
     def _load(self) -> None:
