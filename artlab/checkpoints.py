@@ -3,7 +3,12 @@
 Loading reads safetensors and JSON only; nothing is ever unpickled. Writes go to a
 temporary file in the same folder and are renamed into place, so a crash or a kill
 never leaves a half-written model behind.
+
+Torch is imported only by what reads or writes tensors: finding a checkpoint, its card and its
+digest does not need it (the ONNX engine's `predict` runs without importing torch).
 """
+
+from __future__ import annotations
 
 import datetime
 import functools
@@ -13,9 +18,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
 
 from artlab import paths
 from artlab.files import atomic_write, atomic_write_text
@@ -42,8 +45,23 @@ class WeightsError(RuntimeError):
     """A checkpoint is missing, corrupt or does not match its card."""
 
 
-def save_checkpoint(model: torch.nn.Module, path: str | Path, card: dict, dtype=torch.float16) -> Path:
-    """Write weights (floats stored as `dtype`) and the JSON card beside them, each atomically."""
+def save_file(tensors: dict, path: str, metadata: dict | None = None) -> None:
+    from safetensors.torch import save_file as write
+
+    write(tensors, path, metadata=metadata)
+
+
+def load_file(path: str) -> dict:
+    from safetensors.torch import load_file as read
+
+    return read(path)
+
+
+def save_checkpoint(model: torch.nn.Module, path: str | Path, card: dict, dtype=None) -> Path:
+    """Write weights (floats stored as `dtype`, default fp16) and the JSON card beside them, each atomically."""
+    import torch
+
+    dtype = dtype or torch.float16
     path = Path(path).with_suffix(".safetensors")
     tensors = {}
     for name, tensor in model.state_dict().items():
@@ -105,7 +123,7 @@ def check_checkpoint(path: str | Path) -> dict:
         if f.read(1) == b"\x80":
             raise WeightsError(f"{path}: this looks like a pickle; only safetensors are ever loaded")
     try:
-        with safe_open(str(path), "pt") as f:     # checks that the header covers the whole file
+        with safe_open(str(path), "numpy") as f:  # checks that the header covers the whole file ("pt" imports torch)
             if not list(f.keys()):
                 raise WeightsError(f"{path}: holds no tensors")
     except (SafetensorError, OSError, ValueError) as e:

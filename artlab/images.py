@@ -4,7 +4,11 @@ It enforces our own limits (bytes and pixels), copes with the odd-but-valid
 (CMYK, 16-bit, alpha, palette, animated, EXIF orientation, 1x1) and turns the
 bad (empty, truncated, not an image, decompression bomb, missing) into an
 ImageError whose message names the file and the reason.
+
+Torch is imported only when a tensor is asked for: the ONNX engine works on NumPy arrays.
 """
+
+from __future__ import annotations
 
 import io
 import math
@@ -12,7 +16,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from artlab import paths
@@ -152,17 +155,24 @@ def letterbox(im: Image.Image, size: int, resample: Image.Resampling = Image.Res
 
 def to_uint8_tensor(im: Image.Image) -> torch.Tensor:
     """PIL RGB -> uint8 tensor C x H x W."""
+    import torch
+
     return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)
 
 
 def normalize(pixels: torch.Tensor, peak: float = 255.0) -> torch.Tensor:
     """Pixels in [0, peak] (uint8 images: 255; augmented floats: 1.0) -> float in [-1, 1], the scale
-    the Lite0 weights expect. The only place the models' input scale is written."""
+    the Lite0 weights expect. The only place the models' input scale is written. A NumPy array
+    (the ONNX engine's) gets the same float32 arithmetic, so both engines see the same numbers."""
+    if isinstance(pixels, np.ndarray):
+        return pixels.astype(np.float32) / np.float32(peak / 2) - np.float32(1.0)
     return pixels.float().div(peak / 2).sub_(1.0)
 
 
 def denormalize(x: torch.Tensor) -> torch.Tensor:
-    """The inverse of normalize: a model's [-1, 1] output -> uint8 pixels."""
+    """The inverse of normalize: a model's [-1, 1] output -> uint8 pixels (tensor or NumPy array)."""
+    if isinstance(x, np.ndarray):
+        return np.round((np.clip(x, -1, 1) + 1) * np.float32(127.5)).astype(np.uint8)
     return ((x.clamp(-1, 1) + 1) * 127.5).round().byte()
 
 

@@ -96,7 +96,7 @@ class Lab:
                 log.info("loading image models from %s", key or "the default weights")
                 models = ArtModels(weights or self.weights, self.device, autoencoder=shared is None)
                 if shared is not None:
-                    models.autoencoder, models.ae_card = shared.autoencoder, shared.ae_card
+                    models.share_autoencoder(shared)
                 others = [k for k in self._models if k != own]
                 for old in others[:max(0, len(others) - MAX_OTHER_MODELS + 1)]:
                     del self._models[old]

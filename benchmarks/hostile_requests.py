@@ -58,6 +58,9 @@ def main() -> int:
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--json", type=Path, default=ROOT / "runs" / "benchmarks" / "hostile_requests.json")
     args = parser.parse_args()
+    from common import machine
+
+    info = machine()   # prints the CPU's model and flags, and the image models' engine and precision
 
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
@@ -82,7 +85,7 @@ def main() -> int:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-    result = {"kiosk": args.kiosk, "bodies": args.parallel, "mb_each": args.mb, "statuses": statuses,
+    result = {"machine": info, "kiosk": args.kiosk, "bodies": args.parallel, "mb_each": args.mb, "statuses": statuses,
               "data_uri_status": data_uri_status, "seconds": round(seconds, 2),
               "rss_before_mb": round(before), "peak_rss_mb": round(peak), "peak_rise_mb": round(peak - before)}
     print(f"{args.parallel} bodies of {args.mb} MB ({'kiosk' if args.kiosk else 'normal'} mode): statuses "

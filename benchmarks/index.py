@@ -49,7 +49,7 @@ def model_only_rate(models, batch: int, seconds: float = 3.0) -> float:
 
 
 def main() -> int:
-    from common import write_json
+    from common import machine, write_json
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", nargs="?", type=Path, default=ROOT.parent / "shared/data/styles/val")
@@ -64,6 +64,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=ROOT / "runs" / "benchmarks" / "index.json")
     args = parser.parse_args()
     args.batch = args.batch or (256 if args.bulk else 32)
+    info = machine(args.device or "cpu")
 
     import torch
 
@@ -100,15 +101,15 @@ def main() -> int:
         "images": len(paths), "added": added, "skipped": report.skipped, "errors": len(report.errors),
         "seconds": round(seconds, 2), "images_per_s": round(len(paths) / seconds, 1),
         "model_load_s": round(load_s, 2), "batch": args.batch, "device": str(models.device),
-        "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
+        "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "arch": platform.machine(), "machine": info,
         "load_average": os.getloadavg()[0], "folder": str(args.folder),
         "target_images_per_s": 5000 if models.device.type == "cuda" else 20,
-        "pipeline": "bulk" if args.bulk else "ordinary", "precision": str(models.dtype).removeprefix("torch."),
+        "pipeline": "bulk" if args.bulk else "ordinary", "engine": models.engine, "precision": models.precision,
         "device_name": device_name(models.device),
         "model_only_images_per_s": model_only_rate(models, args.batch),
     }
     print(f"index ({result['pipeline']}): {result['images']} images in {result['seconds']} s = "
-          f"{result['images_per_s']} images/s on {result['device_name']} ({result['precision']}, batch {args.batch}; "
+          f"{result['images_per_s']} images/s on {result['device_name']} ({result['engine']} engine, {result['precision']}, batch {args.batch}; "
           f"model load {result['model_load_s']} s; load average {result['load_average']:.1f}); "
           f"target >= {result['target_images_per_s']}/s; model-only ceiling {result['model_only_images_per_s']} images/s")
     write_json(result, args.json)

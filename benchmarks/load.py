@@ -33,6 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 TEXTS = ["Stormy sea at night", "Portrait of a young woman with a pearl", "Still life with apples and a jug",
          "The Annunciation", "View of the river at Argenteuil", "Market day in the village square",
@@ -240,7 +241,10 @@ def run(clients: int = 20, seconds: float = 60, weights: Path | None = None, fin
         json_path: Path | None = None, quiet: bool = False) -> dict:
     from gradio_client import Client, handle_file
 
+    from common import machine
+
     say = (lambda *a: None) if quiet else print
+    info = machine()   # prints the CPU's model and flags, and the image models' engine and precision
     weights = Path(weights or os.environ.get("ARTLAB_WEIGHTS") or ROOT / "weights")
     with tempfile.TemporaryDirectory(prefix="artlab-load-") as tmp:
         tmp = Path(tmp)
@@ -297,6 +301,7 @@ def run(clients: int = 20, seconds: float = 60, weights: Path | None = None, fin
                            "first_errors": sorted(set(bad))[:3]}
     all_ok = [v for values in tally.latencies.values() for v in values]
     report = {
+        "machine": info,
         "clients": clients, "seconds": seconds, "wall_s": round(wall, 1), "url": url, "text_models": text_kind,
         "weights": str(weights), "startup_s": round(startup, 1),
         "requests": sum(e["requests"] for e in endpoints.values()),

@@ -36,17 +36,18 @@ picture = Image.effect_mandelbrot((1155, 866), (-2, -1.5, 1, 1.5), 60).convert("
 models.analyze([models.prepare(picture)], explain=True)
 stages.append(("one analysis (Grad-CAM)", mb("VmRSS:"), mb("VmHWM:")))
 print(json.dumps({"stages": stages, "torch": torch.__version__, "cuda_build": torch.version.cuda,
-                  "precision": str(models.dtype).removeprefix("torch.")}))
+                  "engine": models.engine, "precision": models.precision}))
 '''
 
 
 def main() -> int:
-    from common import write_json
+    from common import machine, write_json
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default="")
     parser.add_argument("--json", type=Path, default=ROOT / "runs" / "benchmarks" / "memory.json")
     args = parser.parse_args()
+    info = machine()   # prints the CPU's model and flags, and the image models' engine and precision
     out = subprocess.run([sys.executable, "-c", PROBE, args.weights], cwd=ROOT, capture_output=True, text=True,
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     if out.returncode != 0:
@@ -67,6 +68,7 @@ def main() -> int:
     print(f"image models loaded: RSS {loaded['rss_mb']} MB, peak {loaded['peak_mb']} MB (target <= 600); "
           f"the models' own share {result['models_share_mb']} MB over `import torch` "
           f"({result['torch']}, CUDA build: {result['cuda_build'] or 'no'})")
+    result["machine"] = info
     write_json(result, args.json)
     return 0
 

@@ -74,7 +74,7 @@ def megapixel_images(folder: Path, count: int) -> list[Path]:
 
 
 def main() -> int:
-    from common import write_json
+    from common import machine, write_json
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", help="passed as ARTLAB_WEIGHTS (default: the shipped weights)")
@@ -84,6 +84,7 @@ def main() -> int:
     parser.add_argument("--rss-every", type=int, default=100, help="sample the app's RSS every N requests")
     parser.add_argument("--json", type=Path, default=ROOT / "runs" / "benchmarks" / "startup.json")
     args = parser.parse_args()
+    info = machine()   # prints the CPU's model and flags, and the image models' engine and precision
 
     from gradio_client import Client, handle_file
 
@@ -118,6 +119,7 @@ def main() -> int:
             proc.wait(timeout=30)
     steady = times[1:] or times
     result = {
+        "machine": info,
         "first_200_s": round(first_200, 2),
         "first_analysis_done_s": round(ready, 2),
         "analyze_artwork_ms": {"first": round(times[0] * 1000), "p50": round(statistics.median(steady) * 1000),

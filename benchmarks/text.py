@@ -22,6 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 WORDS = ("portrait of a young woman stormy sea at night still life with apples the annunciation view of "
          "the river at evening madonna and child landscape near the village flowers in a vase").split()
@@ -46,6 +47,9 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, default=ROOT / "runs" / "benchmarks" / "text.json")
     args = parser.parse_args()
+    from common import machine
+
+    info = machine()   # prints the CPU's model and flags, and the image models' engine and precision
 
     inputs = titles(args.data, args.count)
     command = [sys.executable, "-m", "artlab", "predict-text", "--json", "--device", args.device]
@@ -75,6 +79,7 @@ def main() -> int:
         print(f"error: {len(answers)} answers for {len(inputs)} titles", file=sys.stderr)
         return 2
     result = {
+        "machine": info,
         "benchmark": "predict-text titles/s (stdin, --json), start-up excluded",
         "titles": len(inputs), "seconds": round(elapsed, 3), "titles_per_s": round(len(inputs) / elapsed, 1),
         "startup_s": round(startup, 2), "errors": sum("error" in a for a in answers),

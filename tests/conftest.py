@@ -29,6 +29,22 @@ def make_image(path: Path, color=(200, 30, 30), size=(64, 48), fmt=None, pattern
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory):
+    """The ONNX engine's files (made from the tests' tiny weights) go to a folder of this run, not
+    the user's data folder; processes the tests start inherit it."""
+    import os
+
+    folder = tmp_path_factory.mktemp("onnx")
+    before = os.environ.get("ARTLAB_ONNX_CACHE")
+    os.environ["ARTLAB_ONNX_CACHE"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("ARTLAB_ONNX_CACHE", None)
+    else:
+        os.environ["ARTLAB_ONNX_CACHE"] = before
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny models gain nothing from threads, and a busy shared CPU makes thread pools crawl."""

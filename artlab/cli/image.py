@@ -4,7 +4,9 @@ import json
 import sys
 from pathlib import Path
 
-PREDICT_BATCH = 16
+# Pictures decoded and analysed together: a few, so memory stays the same however many are given
+# (with torch, 16 at once held 230 MB more than 4, for no speed: the 2 cores are busy with one).
+PREDICT_BATCH = 4
 
 
 def register(sub):
@@ -62,10 +64,10 @@ def run_predict(args) -> int:
     from artlab.answers import failure_json, picture_json
     from artlab.checkpoints import WeightsError
     from artlab.images import ImageError
-    from artlab.inference.image import ArtModels
+    from artlab.inference.engine import open_image_models
 
-    try:
-        models = ArtModels(args.weights, args.device, autoencoder=not args.no_reconstruct)
+    try:   # on the CPU the ONNX engine, without importing torch (inference.engine)
+        models = open_image_models(args.weights, args.device, autoencoder=not args.no_reconstruct)
     except WeightsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from artlab.files import atomic_write
-from artlab.inference.image import load_classifier
+from artlab.checkpoints import AUTOENCODER_NAME, Checkpoint
+from artlab.inference.image import load_autoencoder, load_classifier
 
 log = logging.getLogger(__name__)
 OPSET = 17
@@ -58,6 +59,30 @@ def export_onnx(weights: str | Path, onnx_path: str | Path) -> dict:
     atomic_write(onnx_path, write)
     log.info("wrote %s (%.1f MB)", onnx_path, onnx_path.stat().st_size / 1e6)
     return {"onnx": str(onnx_path), "heads": heads, "labels": card["labels"], "input_size": size}
+
+
+def export_autoencoder(weights, onnx_path: str | Path) -> Path:
+    """The autoencoder as ONNX (atomically): "image" (N x 3 x 128 x 128 in [-1, 1]) -> "reconstruction"."""
+    model, _ = load_autoencoder(weights, "cpu")
+    size = 128
+
+    def write(tmp: Path):
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (torch.zeros(1, 3, size, size),), str(tmp), dynamo=False,
+                              input_names=["image"], output_names=["reconstruction"],
+                              dynamic_axes={"image": {0: "batch"}, "reconstruction": {0: "batch"}},
+                              opset_version=OPSET, do_constant_folding=True)
+
+    return atomic_write(Path(onnx_path), write)
+
+
+def export_for_engine(checkpoint: Checkpoint, onnx_path: str | Path) -> Path:
+    """The ONNX file the ONNX engine (inference.engine) runs for a classifier or autoencoder checkpoint."""
+    if checkpoint.name == AUTOENCODER_NAME:
+        return export_autoencoder(checkpoint, onnx_path)
+    export_onnx(checkpoint, onnx_path)
+    return Path(onnx_path)
 
 
 def _add_metadata(path: str, metadata: dict) -> None:

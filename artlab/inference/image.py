@@ -2,12 +2,12 @@
 
 `ArtModels` loads the shipped (or given) checkpoints once; `analyze` runs one
 backbone pass per image batch that serves both heads and the embedding, plus the
-autoencoder for the reconstruction and its PSNR.
+autoencoder for the reconstruction and its PSNR. Where the ONNX engine runs (the CPU:
+inference.engine), the analysis is its, and torch adds only Grad-CAM's pass when asked.
 """
 
 import logging
 import threading
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,7 @@ from artlab.checkpoints import (
 from artlab.data.transforms import resize_for_eval
 from artlab.device import inference_dtype, pick_device
 from artlab.images import denormalize, letterbox, load_image, normalize, to_uint8_tensor
+from artlab.inference.engine import Analysis, OnnxArtModels, engine_for, ranked
 from artlab.inference.explain import cam_for, classify_with_cam, overlay
 from artlab.memory import release_freed_memory
 from artlab.models.autoencoder import IMAGE_SIZE as AE_SIZE
@@ -149,18 +150,7 @@ def autoencoder_input(image: Image.Image) -> Image.Image:
     return letterbox(image, AE_SIZE, Image.Resampling.BILINEAR)
 
 
-@dataclass
-class Analysis:
-    """Everything ArtLab says about one image."""
-
-    labels: dict[str, list[tuple[str, float]]]      # head -> [(label, probability)], best first
-    embedding: torch.Tensor
-    psnr: float | None = None
-    reconstruction: Image.Image | None = None
-    heatmap: Image.Image | None = None                # Grad-CAM of the top style over the image
-    extra: dict = field(default_factory=dict)
-    model: str | None = None                          # which classifier answered (ArtModels.model_id)
-    # As JSON: artlab.answers.picture_json (the one builder of `predict --json` and /predict).
+__all__ = ["Analysis", "ArtModels"]   # Analysis lives in inference.engine (no torch there)
 
 
 class ArtModels:
@@ -193,6 +183,11 @@ class ArtModels:
             self.autoencoder.to(self.dtype).to(memory_format=torch.channels_last)
         self.tta = tta
         self.lock = threading.Lock()
+        # Which engine answers (inference.engine): ONNX Runtime on the CPU, in fp32; torch elsewhere.
+        self.engine = engine_for(self.device)
+        self.onnx = (OnnxArtModels(self.checkpoint, autoencoder=self.autoencoder is not None, tta=tta)
+                     if self.engine == "onnx" else None)
+        self.precision = "fp32" if self.onnx else str(self.dtype).removeprefix("torch.")
         release_freed_memory()   # the fp32 and unfused copies made while loading
 
     def prepare(self, source, display_side: int = 0) -> Image.Image:
@@ -213,6 +208,8 @@ class ArtModels:
         """With `explain`, also a Grad-CAM heat map of the top style, from the same backbone pass."""
         if not images:
             return []
+        if self.onnx is not None:
+            return self._analyze_onnx(images, reconstruct, explain)
         with self.lock:
             batch = torch.stack([to_uint8_tensor(letterbox(im, self.input_size)) for im in images])
             x = normalize(batch.to(self.device)).contiguous(memory_format=torch.channels_last)
@@ -233,7 +230,32 @@ class ArtModels:
         """Labels and embeddings for a batch already letterboxed to `input_size` and scaled to
         [-1, 1], on `self.device` (the bulk index decodes and resizes on the GPU itself)."""
         with self.lock:
+            if self.onnx is not None and x.device.type == "cpu":
+                return _as_tensors(ranked(self.onnx.probabilities(x.float().numpy(), self.tta), self.labels,
+                                          self.model_id))
             return self._ranked(_probs(self.classifier, x.contiguous(memory_format=torch.channels_last), self.tta))
+
+    def _analyze_onnx(self, images, reconstruct: bool, explain: bool) -> list[Analysis]:
+        """The ONNX engine's analysis; with `explain`, Grad-CAM from one torch pass of the picture,
+        for the top style of the engine's (mirror-averaged) answer: the same answer either way."""
+        with self.lock:
+            results = _as_tensors(self.onnx.analyze(images, reconstruct=False, tta=self.tta))
+            if explain:
+                x = normalize(torch.stack([to_uint8_tensor(letterbox(im, self.input_size)) for im in images]))
+                logits, _, fmap = classify_with_cam(self.classifier, x.to(self.device))
+                head = "style" if "style" in logits else next(iter(logits))
+                top = torch.tensor([self.labels[head].index(r.labels[head][0][0]) for r in results])
+                for result, image, cam in zip(results, images, cam_for(logits[head], fmap, top)):
+                    result.heatmap = overlay(image, cam)
+            if reconstruct and self.autoencoder is not None:
+                self._reconstruct(images, results)
+        return results
+
+    def share_autoencoder(self, other: "ArtModels") -> None:
+        """Use `other`'s autoencoder (a fine-tuned folder has none of its own): one copy in memory."""
+        self.autoencoder, self.ae_card = other.autoencoder, other.ae_card
+        if self.onnx is not None and other.onnx is not None:
+            self.onnx.autoencoder = other.onnx.autoencoder
 
     def _ranked(self, probs: dict[str, torch.Tensor]) -> list[Analysis]:
         """One Analysis per row: each head's labels, best first, and the embedding (on the CPU).
@@ -282,6 +304,8 @@ class ArtModels:
         return [Image.fromarray(array) for array in pixels]
 
     def _reconstruct(self, images, results):
+        if self.onnx is not None and self.onnx.autoencoder is not None:
+            return self.onnx.add_reconstructions(images, results)
         small = torch.stack([to_uint8_tensor(autoencoder_input(im)) for im in images])
         x = normalize(small.to(self.device)).contiguous(memory_format=torch.channels_last)
         recon = self.autoencoder(x)
@@ -292,3 +316,8 @@ class ArtModels:
             result.reconstruction = Image.fromarray(array)
 
 
+def _as_tensors(results: list[Analysis]) -> list[Analysis]:
+    """ArtModels' analyses carry torch embeddings, whichever engine made them."""
+    for result in results:
+        result.embedding = torch.from_numpy(result.embedding)
+    return results

@@ -5,10 +5,12 @@ soups and fine-tuning use to pick their best epoch and fill their cards."""
 import logging
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from artlab.checkpoints import WeightsError
 from artlab.data.folders import ImageSet, load_class_folders
+from artlab.data.transforms import resize_for_eval
 from artlab.data.text import (
     TEXT_TASKS,
     TextSet,
@@ -16,6 +18,7 @@ from artlab.data.text import (
     task_rows,
 )
 from artlab.device import pick_device
+from artlab.inference.engine import OnnxArtModels, engine_for
 from artlab.inference.image import classifier_probs, load_classifier_for_inference
 from artlab.inference.text import AE_MAX_TOKENS, classify_ids, reconstruct_ids
 from artlab.labels import IMAGE_HEADS, TEXT_HEADS
@@ -49,25 +52,38 @@ def collect(folder: Path, card_labels: dict, split: str) -> list[tuple[str, Path
 
 def evaluate_folder(folder, weights=None, split: str = "val", tta: bool = True, device=None,
                     size: int | None = None) -> dict:
-    """`size`: test at another input size than the card's (what predict uses), to compare."""
+    """Through the engine predictions use (inference.engine), so the accuracy it reports is the one
+    users get. `size`: test at another input size than the card's, to compare (with torch: the ONNX
+    graph is made for the card's size)."""
     model, card = load_classifier_for_inference(weights, device)
     device = next(model.parameters()).device
     size = size or card["input_size"]
-    report = {"weights": card.get("name"), "tta": tta, "input_size": size,
-              "precision": str(model.trunk_dtype).removeprefix("torch."), "heads": {}}
+    onnx = (OnnxArtModels(weights, autoencoder=False, tta=tta)
+            if size == card["input_size"] and engine_for(device) == "onnx" else None)
+    report = {"weights": card.get("name"), "tta": tta, "input_size": size, "engine": "onnx" if onnx else "torch",
+              "precision": "float32" if onnx else str(model.trunk_dtype).removeprefix("torch."), "heads": {}}
     for head, root in collect(Path(folder), card["labels"], split):
         labels = tuple(card["labels"][head])
         data: ImageSet = load_class_folders(root, head, labels)
-        probs = classifier_probs(model, data.images, size, device, tta=tta)
+        probs = (_onnx_probs(onnx, data.images, size) if onnx
+                 else classifier_probs(model, data.images, size, device, tta=tta))
         result = classification_report(probs[head].argmax(1), data.labels[head], labels)
         result["data"], result["skipped"] = str(root), data.skipped
         report["heads"][head] = result
     return report
 
 
+def _onnx_probs(onnx: OnnxArtModels, images: torch.Tensor, size: int, batch_size: int = 64) -> dict:
+    """classifier_probs through the ONNX engine (the same resizing, the same mirror averaging)."""
+    outs = [onnx.probabilities(resize_for_eval(images[i:i + batch_size], size).numpy())
+            for i in range(0, len(images), batch_size)]
+    return {k: torch.from_numpy(np.concatenate([o[k] for o in outs])) for k in outs[0]} if outs else {}
+
+
 def print_report(report: dict) -> None:
     print(f"{report['weights']}: input {report['input_size']} px, mirror TTA {'on' if report['tta'] else 'off'}, "
-          f"convolutions in {report['precision']} (ARTLAB_PRECISION=fp32 for full precision)")
+          f"{report.get('engine', 'torch')} engine, convolutions in {report['precision']} "
+          f"(ARTLAB_ENGINE=torch|onnx, ARTLAB_PRECISION=fp32|bf16 choose)")
     for head, result in report["heads"].items():
         print(f"\n{head}: top-1 accuracy {result['accuracy']:.4f} on {result['count']} images ({result['data']})")
         for name, acc in result["per_class"].items():

@@ -164,12 +164,13 @@ SCHEMAS = {"predict": answers.PICTURE_SCHEMA, "predict_text": answers.TEXT_SCHEM
            "similar_works": answers.NEIGHBOURS_SCHEMA, "browse": answers.BROWSE_SCHEMA}
 
 
-def build_api(ctx: AppContext, inference: dict) -> None:
-    """Wire the four endpoints inside the page's Blocks; `inference`: the model calls' queue group."""
+def build_api(ctx: AppContext, inference: dict, text: dict | None = None) -> None:
+    """Wire the four endpoints inside the page's Blocks; `inference`: the image-model calls' queue
+    group; `text`: the text models' (default: the same)."""
     api = PublicApi(ctx)
     with gr.Column(visible=False):
         image = gr.File(label="image", type="filepath", file_count="single")
-        text = gr.Textbox(label="text", max_lines=1)
+        text_box = gr.Textbox(label="text", max_lines=1)
         work_id = gr.Number(label="work_id", precision=0)
         count = gr.Number(SIMILAR, label="count", precision=0, minimum=1, maximum=MAX_SIMILAR)
         style, subject, query = (gr.Textbox("", label=name, max_lines=1) for name in ("style", "subject", "query"))
@@ -177,7 +178,7 @@ def build_api(ctx: AppContext, inference: dict) -> None:
         offset = gr.Number(0, label="offset", precision=0, minimum=0)
         outputs = {name: _answer(schema) for name, schema in SCHEMAS.items()}
     gr.on([], api.predict, image, outputs["predict"], api_name="predict", **inference)
-    gr.on([], api.predict_text, text, outputs["predict_text"], api_name="predict_text", **inference)
+    gr.on([], api.predict_text, text_box, outputs["predict_text"], api_name="predict_text", **(text or inference))
     # Gallery look-ups read SQLite and a matrix product: no model call to queue behind.
     gr.on([], api.similar_works, [work_id, count], outputs["similar_works"], api_name="similar_works", queue=False)
     gr.on([], api.browse, [style, subject, query, limit, offset], outputs["browse"], api_name="browse", queue=False)

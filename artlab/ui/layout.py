@@ -1,7 +1,8 @@
 """The page: header, six tabs, and the wiring of events to handlers.
 
-Queue: every model call runs in the "inference" concurrency group (one at a time,
-others see their place in the queue); the Train tab uses its own "training" group.
+Queue: every image-model call runs in the "inference" concurrency group (one at a time,
+others see their place in the queue); texts have their own "text" group, so a title (milliseconds)
+never waits behind paintings; the Train tab uses its own "training" group.
 
 The public API (/predict, /predict_text, /similar_works, /browse) is built by `artlab/ui/api.py`;
 every endpoint of the page itself (/analyze_artwork, /analyze_text, /add_to_gallery, /morph,
@@ -27,6 +28,7 @@ from artlab.ui.i18n import LANGS, t
 from artlab.ui.train_tab import build_train_tab
 
 INFERENCE = dict(concurrency_id="inference", concurrency_limit=1)
+TEXT = dict(concurrency_id="text", concurrency_limit=2)       # the text models: their own queue
 
 
 def build_app(ctx: AppContext) -> gr.Blocks:
@@ -56,7 +58,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
             with gr.Tab(t("tab_about"), id="about") as tab:
                 relabel.append((tab, "tab_about"))
                 gr.Markdown(about_markdown(ctx), elem_classes="about")
-        build_api(ctx, INFERENCE)
+        build_api(ctx, INFERENCE, TEXT)
         # A click on a similar work (Artwork tab) opens it on the Gallery tab.
         artwork["similar"].select(_open_from_select(ctx), [artwork["similar_ids"], lang],
                                   [*gallery["detail"], tabs], api_visibility="private", **INFERENCE)
@@ -159,8 +161,8 @@ def _text_tab(ctx, lang, relabel):
                 (recon, "text_recon"), (matches, "text_matches")]
     outputs = [subject, style, recon, matches, ids, note]
     fn = functools.partial(h.analyze_text, ctx)
-    go.click(fn, [text, lang], outputs, api_name="analyze_text", **INFERENCE)
-    text.submit(fn, [text, lang], outputs, api_visibility="private", **INFERENCE)
+    go.click(fn, [text, lang], outputs, api_name="analyze_text", **TEXT)
+    text.submit(fn, [text, lang], outputs, api_visibility="private", **TEXT)
 
 
 def _gallery_tab(ctx, lang, relabel, tabs):
