@@ -17,6 +17,7 @@ Their images may take MAX_SESSION_BYTES in all (a shared disk); only one model t
 in the whole process (the cores, or the GPU, are shared too).
 """
 
+import importlib.util
 import logging
 import shutil
 import tempfile
@@ -54,6 +55,15 @@ log = logging.getLogger(__name__)
 FOLDER_PREFIX = "artlab-train-"      # workdirs sweeps folders of this name left by a killed process
 COMMAND = "ArtLab Train tab"         # what a model's card says made it
 _busy = threading.Lock()             # held while any visitor's model trains: one at a time
+IMBALANCE_RATIO = 5.0                # the largest class over this many times the smallest: a warning
+PROBLEMS = {
+    "min_classes": "Add at least {min} classes.",
+    "max_classes": "{n} classes: more than the {max} allowed; remove some.",
+    "few": "Too few images (at least {per} per class): {classes}.",
+    "too_many": "{n} images: over the cap of {max}; remove some.",
+    "imbalance": "Class imbalance over {ratio}:1 ({big}: {n_big}, {small}: {n_small}); "
+                 "the model will lean towards the bigger classes.",
+}
 
 
 def training_busy() -> bool:
@@ -154,22 +164,30 @@ class CurationSession:
             moved.append(Path(shutil.move(path, target / f"z{start + i:05d}{path.suffix}")))
         return moved
 
-    def problems(self) -> list[str]:
-        """What stops (or spoils) training on the classes as they are, as sentences; [] when ready."""
+    def checks(self) -> list[tuple[str, dict]]:
+        """What stops (or spoils) training, as (key, values) for a caller that words it itself (the
+        app, in the visitor's language; `problems` words them in English); [] when ready.
+        Keys: min_classes, max_classes, few, too_many, imbalance."""
         counts = self.counts()
-        problems = []
+        checks = []
         if len(counts) < MIN_CLASSES:
-            problems.append(f"Add at least {MIN_CLASSES} classes.")
+            checks.append(("min_classes", {"min": MIN_CLASSES}))
         if len(counts) > MAX_CLASSES:
-            problems.append(f"{len(counts)} classes: more than the {MAX_CLASSES} allowed; remove some.")
+            checks.append(("max_classes", {"n": len(counts), "max": MAX_CLASSES}))
         few = [f"{name} ({n})" for name, n in counts.items() if n < MIN_PER_CLASS]
         if few:
-            problems.append(f"Too few images (at least {MIN_PER_CLASS} per class): {', '.join(few)}.")
+            checks.append(("few", {"per": MIN_PER_CLASS, "classes": ", ".join(few)}))
         if sum(counts.values()) > MAX_IMAGES:
-            problems.append(f"{sum(counts.values())} images: over the cap of {MAX_IMAGES}; remove some.")
-        if imbalance := imbalance_warning(counts):
-            problems.append(imbalance[0].upper() + imbalance[1:] + ".")
-        return problems
+            checks.append(("too_many", {"n": sum(counts.values()), "max": MAX_IMAGES}))
+        if imbalance_warning(counts, IMBALANCE_RATIO):
+            big, small = max(counts, key=counts.get), min(counts, key=counts.get)
+            checks.append(("imbalance", {"ratio": f"{IMBALANCE_RATIO:.0f}", "big": big, "n_big": counts[big],
+                                         "small": small, "n_small": counts[small]}))
+        return checks
+
+    def problems(self) -> list[str]:
+        """What stops (or spoils) training on the classes as they are, as English sentences; [] when ready."""
+        return [PROBLEMS[key].format(**values) for key, values in self.checks()]
 
     # -------------------------------------------------------------- training
 
@@ -250,15 +268,21 @@ def try_model(lab, model_folder: str, picture: bytes) -> dict[str, float]:
     return {name: float(p) for name, p in analysis.labels[HEAD]}
 
 
+def onnx_available() -> bool:
+    """Whether torch's ONNX exporter can run here: it needs the `onnx` package (requirements-dev.txt)."""
+    return importlib.util.find_spec("onnx") is not None
+
+
 def export_zip(model_folder: str | Path) -> tuple[Path, str | None]:
-    """A zip of the model folder (safetensors + card) and its ONNX export as model.onnx, beside the
-    folder. Returns (the zip, why the ONNX export failed or None): without it the zip still holds
-    the safetensors, which are worth downloading."""
+    """A zip of the model folder (safetensors + card) and, where `onnx` is installed, its ONNX
+    export as model.onnx, beside the folder. Returns (the zip, what became of ONNX: None when it is
+    in the zip, "unavailable" without the onnx package, else why the export failed): without it
+    the zip still holds the safetensors and the card, which are worth downloading."""
     folder = Path(model_folder)
     onnx_path = folder.parent / f"{folder.name}.onnx"
-    onnx_problem = None
+    onnx_problem = None if onnx_available() else "unavailable"
     try:
-        if not onnx_path.exists():
+        if onnx_problem is None and not onnx_path.exists():
             from artlab.inference.export import (
                 export_onnx,  # torch.onnx: only when asked for
             )
@@ -272,7 +296,7 @@ def export_zip(model_folder: str | Path) -> tuple[Path, str | None]:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
             for path in sorted(folder.iterdir()):
                 archive.write(path, path.name)
-            if onnx_path.exists():
+            if onnx_problem is None and onnx_path.exists():
                 archive.write(onnx_path, "model.onnx")
 
     target = folder.parent / f"artlab-model-{folder.name}.zip"

@@ -33,7 +33,14 @@ Image.MAX_IMAGE_PIXELS = max(MAX_PIXELS * 2, Image.MAX_IMAGE_PIXELS or 0)
 
 
 class ImageError(ValueError):
-    """An input that cannot be used as an image; str() is a one-line message for people."""
+    """An input that cannot be used as an image; str() is a one-line message for people.
+
+    `kind` says why, for a caller that words it itself (the app, in the visitor's language):
+    missing, too_big, empty, not_image, bomb, corrupt."""
+
+    def __init__(self, message: str, kind: str = "corrupt"):
+        super().__init__(message)
+        self.kind = kind
 
 
 def _name(source) -> str:
@@ -47,17 +54,19 @@ def read_image_bytes(source) -> bytes:
     else:
         path = Path(source)
         if not path.exists():
-            raise ImageError(f"{path}: file not found")
+            raise ImageError(f"{path}: file not found", "missing")
         if path.is_dir():
-            raise ImageError(f"{path}: is a folder, not an image")
+            raise ImageError(f"{path}: is a folder, not an image", "missing")
         size = path.stat().st_size
         if size > MAX_BYTES:
-            raise ImageError(f"{path}: file is {size / 2**20:.0f} MB, over the {MAX_BYTES // 2**20} MB limit")
+            raise ImageError(f"{path}: file is {size / 2**20:.0f} MB, over the {MAX_BYTES // 2**20} MB limit",
+                             "too_big")
         data = path.read_bytes()
     if not data:
-        raise ImageError(f"{_name(source)}: empty file")
+        raise ImageError(f"{_name(source)}: empty file", "empty")
     if len(data) > MAX_BYTES:
-        raise ImageError(f"{_name(source)}: {len(data) / 2**20:.0f} MB, over the {MAX_BYTES // 2**20} MB limit")
+        raise ImageError(f"{_name(source)}: {len(data) / 2**20:.0f} MB, over the {MAX_BYTES // 2**20} MB limit",
+                         "too_big")
     return data
 
 
@@ -105,9 +114,9 @@ def load_image(source, max_side: int | None = None) -> Image.Image:
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we check size ourselves
                 im = Image.open(io.BytesIO(data))
         except UnidentifiedImageError:
-            raise ImageError(f"{_name(source)}: not an image, or a format we cannot read") from None
+            raise ImageError(f"{_name(source)}: not an image, or a format we cannot read", "not_image") from None
         except Image.DecompressionBombError:  # Pillow's own check at open, past twice its limit
-            raise ImageError(f"{_name(source)}: refused as a decompression bomb (too many pixels)") from None
+            raise ImageError(f"{_name(source)}: refused as a decompression bomb (too many pixels)", "bomb") from None
         except (OSError, ValueError, SyntaxError) as e:
             raise ImageError(f"{_name(source)}: cannot read image ({e})") from None
         except Exception as e:  # noqa: BLE001 - decoders of untrusted bytes fail in any way (fuzz-found)
@@ -115,7 +124,7 @@ def load_image(source, max_side: int | None = None) -> Image.Image:
     width, height = im.size
     if width * height > MAX_PIXELS:
         raise ImageError(f"{_name(source)}: {width}x{height} is {width * height / 1e6:.0f} megapixels, "
-                         f"over our {MAX_PIXELS // 1_000_000} MP limit (possible decompression bomb)")
+                         f"over our {MAX_PIXELS // 1_000_000} MP limit (possible decompression bomb)", "bomb")
     if width < 1 or height < 1:
         raise ImageError(f"{_name(source)}: image has no pixels")
     try:
@@ -132,7 +141,7 @@ def load_image(source, max_side: int | None = None) -> Image.Image:
             im.load()
             rgb = _to_rgb(im)
     except Image.DecompressionBombError as e:
-        raise ImageError(f"{_name(source)}: refused as a decompression bomb ({e})") from None
+        raise ImageError(f"{_name(source)}: refused as a decompression bomb ({e})", "bomb") from None
     except (OSError, ValueError, SyntaxError, EOFError) as e:
         reason = "truncated or corrupt image" if "truncated" in str(e) or isinstance(e, EOFError) else str(e)
         raise ImageError(f"{_name(source)}: {reason}") from None

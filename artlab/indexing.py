@@ -106,7 +106,7 @@ def index_paths(gallery: Gallery, models, paths: list[Path], root: Path | None =
     for path in map(Path, paths):
         try:
             if path.is_file() and path.stat().st_size > MAX_BYTES:
-                raise ImageError(f"{path}: file is over the {MAX_BYTES // 2**20} MB limit")
+                raise ImageError(f"{path}: file is over the {MAX_BYTES // 2**20} MB limit", "too_big")
             sha = content_hash(path.read_bytes()) if path.is_file() else None
             if sha is None or intake.is_new(sha):   # not a file: the loader says why
                 batch.append((path, sha, models.prepare(path, display_side=THUMB_SIDE)))  # the one safe loader

@@ -41,8 +41,8 @@ from artlab.inference.explain import OVERLAY_SIDE
 from artlab.inference.image import Analysis, ArtModels, autoencoder_input
 from artlab.memory import release_freed_memory
 from artlab.store.gallery import THUMB_DIR, Gallery
-from artlab.store.works import Work, content_hash
 from artlab.store.registry import Registry
+from artlab.store.works import Work, content_hash
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class Look:
     seen: Image.Image                                  # the autoencoder's input (128 px, letterboxed)
     similar: list[tuple[Work, float]] = field(default_factory=list)
     model_key: str | None = None                       # "name/vN" when a model of the models directory answered
+    picture: Image.Image | None = None                 # the picture as analysed, the heat map's size
 
     def to_json(self) -> dict:
         """/predict's answer: one line of `predict --json` (labels as [id, probability], best first;
@@ -112,13 +113,21 @@ class Lab:
                 self._same_embedding.pop(key, None)
 
     def artwork_weights(self, visitor_weights: str | None = None) -> str | None:
-        """The model that answers a visitor: their own (Train tab, "for me"), else the models
-        directory's active one (`python -m artlab models activate`, or a curator's "for everyone"),
-        else the app's. Read on every request, so an activation needs no restart."""
-        if visitor_weights:
+        """The model that answers a visitor: their own (Train tab, "for me") while it is still
+        there (see `still_there`), else the models directory's active one (`python -m artlab models
+        activate`, or a curator's "for everyone"), else the app's. Read on every request, so an
+        activation needs no restart."""
+        if visitor_weights and self.still_there(visitor_weights):
             return str(visitor_weights)
         active = Registry(self.models_dir).active_path()
         return str(active) if active else self.weights
+
+    @staticmethod
+    def still_there(weights) -> bool:
+        """Whether a visitor's model folder still holds a classifier and its card (a Train-tab
+        session that started over, or ended, has deleted it)."""
+        weights_file = resolve(weights, CLASSIFIER_NAME)
+        return weights_file.is_file() and weights_file.with_suffix(".json").is_file()
 
     def model_key(self, weights) -> str | None:
         """"name/vN" when `weights` is a model of the models directory, else None."""
@@ -209,7 +218,7 @@ class Lab:
             embedding = app_models.analyze([image], reconstruct=False)[0].embedding
         exclude = content_hash(source) if isinstance(source, bytes) else None
         pairs = self.gallery().similar(embedding.numpy(), similar, exclude_sha=exclude, model=app_models.model_id)
-        look = Look(analysis, autoencoder_input(image), pairs, self.model_key(weights))
+        look = Look(analysis, autoencoder_input(image), pairs, self.model_key(weights), picture=image)
         # A kiosk runs for weeks: hand the analysis's freed buffers back to the OS (a few ms), so the
         # app's memory stays flat instead of settling wherever the allocator's fragmentation takes it.
         release_freed_memory()

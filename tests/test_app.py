@@ -80,20 +80,31 @@ def picture(tmp_path_factory) -> Path:
     return make_image(tmp_path_factory.mktemp("pics") / "harbour.png", (30, 90, 160), size=(96, 64), pattern=2)
 
 
+ARTWORK_OUTPUTS = ("style", "subject", "custom", "heatmap", "legend", "reconstruction", "psnr", "similar",
+                   "message", "image")
+
+
+def analyze(client, path) -> dict:
+    """/analyze_artwork (the page's own endpoint) by output name."""
+    return dict(zip(ARTWORK_OUTPUTS, client.predict(handle_file(str(path)) if path else None,
+                                                    api_name="/analyze_artwork"), strict=True))
+
+
 def test_analyze_artwork_returns_labels_reconstruction_and_heatmap(app, picture):
     _, _, client = app
-    style, subject, heatmap, seen, recon, psnr, similar, custom = client.predict(handle_file(str(picture)),
-                                                                                  api_name="/analyze_artwork")
+    out = analyze(client, picture)
     # The labels come as updates (a fine-tuned model may hide style/subject, see test_app_finetuned.py).
-    assert style["visible"] and subject["visible"] and not custom["visible"]      # no fine-tuned model here
-    style, subject = style["value"], subject["value"]
+    assert out["style"]["visible"] and out["subject"]["visible"] and not out["custom"]["visible"]  # no own model
+    style, subject = out["style"]["value"], out["subject"]["value"]
     assert len(style["confidences"]) == 3 and {c["label"] for c in style["confidences"]} <= STYLE_NAMES
     assert style["label"] == style["confidences"][0]["label"]
     assert len(subject["confidences"]) == 3 and {c["label"] for c in subject["confidences"]} <= SUBJECT_NAMES
-    assert "dB" in psnr
+    assert "dB" in out["psnr"] and "attention" in out["legend"] and not out["message"]["visible"]
+    seen, recon = out["reconstruction"]                 # a slider: the autoencoder's input and its output
     assert Image.open(recon).size == Image.open(seen).size == (128, 128)
-    assert Image.open(heatmap).size == (96, 64)
-    assert similar == []                                # the gallery starts empty
+    original, heatmap = out["heatmap"]                  # a slider: the picture and where the model looked
+    assert Image.open(heatmap).size == Image.open(original).size == (96, 64)
+    assert out["similar"] == []                         # the gallery starts empty
 
 
 def test_analyze_text_returns_labels(app):
@@ -110,10 +121,41 @@ def test_analyze_text_returns_labels(app):
 
 def test_bad_inputs_get_a_clear_message(app, tmp_path):
     _, _, client = app
-    with pytest.raises(Exception, match="empty text"):
-        client.predict("   ", api_name="/analyze_text")
-    with pytest.raises(Exception, match="upload, paste or photograph"):
-        client.predict(None, api_name="/analyze_artwork")
+    subject, style, reconstruction, matches, note = client.predict("   ", api_name="/analyze_text")
+    assert "Type a title" in note["value"] and not subject and not matches
+    assert "photograph an artwork first" in analyze(client, None)["message"]["value"]
+
+
+def test_every_bad_file_gets_one_plain_message_and_odd_ones_are_read(app, tmp_path):
+    """The CLI's bad and odd files (tests/bad_images.py) through the page's endpoint: a sentence for
+    each bad one, no server path, no framework text, the outputs emptied; the odd ones analysed."""
+    from bad_images import make_bad_files, make_odd_files
+
+    _, _, client = app
+    bad = make_bad_files(tmp_path / "bad")
+    bad.pop("missing")                                  # a browser cannot upload a file that is not there
+    for name, path in bad.items():
+        out = analyze(client, path)
+        message = out["message"]["value"]
+        assert out["message"]["visible"] and message.endswith("."), (name, message)
+        assert "/tmp" not in message and "Error" not in message and "preprocess" not in message, message
+        assert out["heatmap"] is None and out["similar"] == [] and out["image"] is None, name
+    assert "not a picture" in analyze(client, bad["text_as_jpg"])["message"]["value"]
+    assert "too many pixels" in analyze(client, bad["bomb"])["message"]["value"]
+    assert "empty" in analyze(client, bad["empty"])["message"]["value"]
+    for name, path in make_odd_files(tmp_path / "odd").items():   # CMYK, 16-bit, animated, 1x1, ...
+        out = analyze(client, path)
+        assert out["style"]["value"]["confidences"] and not out["message"]["visible"], name
+
+
+def test_the_button_does_not_analyse_the_same_picture_twice(app, picture):
+    from artlab.ui.artwork_tab import analyze as analyze_in_tab
+
+    ctx, _, _ = app
+    first = analyze_in_tab(ctx, str(picture), "en", None, None, progress=lambda *a, **k: None)
+    shown = first[10]
+    again = analyze_in_tab(ctx, str(picture), "en", None, shown, progress=lambda *a, **k: None)
+    assert all(value == {"__type__": "update"} for value in again)          # gr.skip(): nothing changes
 
 
 def test_added_work_appears_in_browse_and_in_similar_results(app, picture, tmp_path):
@@ -123,15 +165,15 @@ def test_added_work_appears_in_browse_and_in_similar_results(app, picture, tmp_p
     assert "Added" in message
     again = client.predict(handle_file(str(picture)), "", "", "", api_name="/add_to_gallery")
     assert "already" in again
-    grid, note = client.predict("", "", "harbour", api_name="/gallery_search")
+    grid, note, *_ = client.predict("", "", "harbour", api_name="/gallery_search")
     assert [item["caption"].split(" · ")[0] for item in grid] == ["Harbour at Dawn"]
-    assert "1 of 1" in note
+    assert note == "Matching works 1–1."
     # A retouched copy of the picture finds the stored work among its similar works.
     near = Image.open(picture).convert("RGB")
     near.paste((255, 255, 255), (5, 5, 8, 8))
     near_path = tmp_path / "near.png"
     near.save(near_path)
-    similar = client.predict(handle_file(str(near_path)), api_name="/analyze_artwork")[6]
+    similar = analyze(client, near_path)["similar"]
     assert similar and similar[0]["caption"].startswith("Harbour at Dawn")
     assert ctx.lab.gallery().count() == 1
 
@@ -175,12 +217,15 @@ def test_kiosk_has_no_train_tab_no_api_footer_and_no_adding(tmp_path, tiny_weigh
 
     ctx = AppContext(Lab(weights=str(tiny_weights), gallery_dir=str(tmp_path / "g")), kiosk=True, idle_minutes=2)
     config = build_app(ctx).get_config_file()
-    labels = [c["props"].get("label") for c in config["components"] if c["type"] == "tabitem"]
-    assert "Train" not in labels and "Artwork" in labels
+    labels = [str(c["props"].get("label")) for c in config["components"] if c["type"] == "tabitem"]
+    assert not any("tab_train" in label for label in labels) and any("tab_artwork" in label for label in labels)
+    # Pictures and galleries offer fullscreen only: nothing to download or share.
+    assert {tuple(c["props"]["buttons"]) for c in config["components"]
+            if c["type"] in ("image", "imageslider", "gallery")} == {("fullscreen",)}
     api_names = {d.get("api_name") for d in config["dependencies"]}
     assert "add_to_gallery" not in api_names and "analyze_artwork" in api_names
     options = launch_options(ctx, "127.0.0.1", 7860)
-    assert options["footer_links"] == [] and options["max_file_size"] == "20mb"
+    assert options["footer_links"] == [] and options["max_file_size"] == "20mb" and options["run_history"] is False
     assert "120000" in options["head"]                      # the idle reset after 2 minutes
     assert all(not Path(p).is_relative_to(ROOT / "artlab") for p in options["allowed_paths"])
 
@@ -193,3 +238,24 @@ def test_curator_password_from_the_environment(monkeypatch):
     monkeypatch.setenv("ARTLAB_CURATOR_PASSWORD", "s3cret-ü")
     assert curator_ok("s3cret-ü")
     assert not curator_ok("s3cret") and not curator_ok(None) and not curator_ok("s3cret-ü ")
+
+
+def test_the_camera_faces_the_artwork_and_the_gallery_has_pages(tmp_path, tiny_weights, monkeypatch):
+    from artlab.lab import Lab
+    from artlab.ui import gallery_tab
+    from artlab.ui.context import AppContext
+    from artlab.ui.layout import build_app
+
+    ctx = AppContext(Lab(weights=str(tiny_weights), gallery_dir=str(tmp_path / "g"), device="cpu"))
+    config = build_app(ctx).get_config_file()
+    upload = next(c["props"] for c in config["components"] if c["props"].get("elem_id") == "artwork-input")
+    assert upload["webcam_options"]["mirror"] is False                      # photographed as it hangs
+    assert upload["webcam_options"]["constraints"]["video"]["facingMode"] == {"ideal": "environment"}
+    for i in range(3):
+        ctx.lab.add(make_image(tmp_path / f"{i}.png", (80 * i, 60, 200), pattern=i).read_bytes(), title=f"W{i}")
+    monkeypatch.setattr(gallery_tab, "PAGE", 2)
+    items, ids, note, page, previous, following = gallery_tab.browse(ctx, "", "", "", "en", 0)
+    assert len(ids) == 2 and note == "Works 1–2 of 3." and not previous.visible and following.visible
+    items, ids, note, page, previous, following = gallery_tab.browse(ctx, "", "", "", "zh", 1)
+    assert len(ids) == 1 and page == 1 and note == "第 3–3 件，共 3 件作品。" and previous.visible
+    assert not following.visible

@@ -64,10 +64,10 @@ def _shown(label) -> set[str]:
 
 
 def _analyze(client, picture):
-    style, subject, heatmap, seen, recon, psnr, similar, custom = client.predict(
-        handle_file(str(picture)), api_name="/analyze_artwork")
-    return {"style": style, "subject": subject, "heatmap": heatmap, "psnr": psnr, "similar": similar,
-            "custom": custom}
+    from test_app import ARTWORK_OUTPUTS
+
+    return dict(zip(ARTWORK_OUTPUTS, client.predict(handle_file(str(picture)), api_name="/analyze_artwork"),
+                    strict=True))
 
 
 def test_the_active_deep_model_shows_only_its_own_classes(app, picture):
@@ -89,7 +89,7 @@ def test_the_gallery_is_searched_with_the_apps_embedding(app, picture, monkeypat
     original = gallery.similar
     monkeypatch.setattr(gallery, "similar", lambda embedding, *a, **k: seen.append(embedding) or original(
         embedding, *a, **k))
-    _analyze(client, picture)
+    _analyze(Client(client.src, verbose=False), picture)   # a new visitor: this one has seen it analysed
     ours, theirs = (ctx.lab.models(w).analyze([ctx.lab.models(w).prepare(picture)], reconstruct=False)[0].embedding
                     for w in (None, deep))
     used = torch.as_tensor(seen[-1])
@@ -114,12 +114,11 @@ def test_activating_another_model_takes_effect_without_a_restart(app, picture, m
 
 
 def test_a_visitors_own_model_overrides_the_active_one(app, picture, models_dir):
-    from artlab.ui import handlers
+    from artlab.ui.artwork_tab import analyze
 
     ctx, _ = app
     own = str(Registry(models_dir).path("colours/v1"))
-    style, subject, *_, custom = handlers.analyze_artwork(ctx, str(picture), "zh", own,
-                                                          progress=lambda *a, **k: None)
+    style, subject, custom, *_ = analyze(ctx, str(picture), "zh", own, None, progress=lambda *a, **k: None)
     assert style["visible"] and subject["visible"] and set(custom["value"]) == {"red", "blue"}
     assert custom["label"] == "colours/v1"
     assert ctx.lab.artwork_weights(None).endswith("deep/v1") and ctx.lab.artwork_weights(own) == own

@@ -230,3 +230,19 @@ def test_version_1_gallery_gains_the_model_column(tmp_path):
     assert gallery.similar(np.ones(4), k=1, model=None)[0][0].sha256 == "abc"
     assert gallery.similar(np.ones(4), k=1, model="anything") == []
     assert gallery._conn.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_index_limit_takes_a_spread_of_the_folder(tmp_path, tiny_weights, capsys):
+    """`index DIR --limit N`: at most N images, spread over the folder, so every class folder gets some."""
+    from artlab.cli import main
+    from artlab.cli.gallery import _spread
+
+    assert _spread(list(range(10)), 4) == [0, 2, 5, 7] and _spread(list(range(3)), 5) == [0, 1, 2]
+    for c, name in enumerate(("a", "b", "c")):
+        for k in range(4):
+            make_image(tmp_path / "classes" / name / f"{k}.png", (60 * k, 80 * c, 200), size=(32, 32), pattern=k)
+    gallery_dir = tmp_path / "g"
+    assert main(["index", str(tmp_path / "classes"), "--limit", "3", "--gallery", str(gallery_dir),
+                 "--weights", str(tiny_weights), "--no-bulk"]) == 0
+    assert "3 added" in capsys.readouterr().out
+    assert {Path(w.path).parent.name for w in Gallery(gallery_dir).browse()} == {"a", "b", "c"}

@@ -3,6 +3,7 @@
 A minimal gr.Blocks around build_train_tab (not the app file), tiny random-init base weights.
 """
 
+import re
 import socket
 import zipfile
 from pathlib import Path
@@ -60,20 +61,23 @@ def test_upload_two_classes_train_and_predict(client, tmp_path, monkeypatch):
     assert {row[0]: row[1] for row in table["data"]} == {"red": 6, "blue": 6}
     assert "Ready to train" in notes
 
-    status, plot, per_class, confusion, wrong, model_file = client.predict(
+    status, plot, per_class, confusion, wrong, download = client.predict(
         2, 0.01, 8, "head", api_name="/train_start")
     assert "Held-out accuracy" in status, status
     assert {row[0] for row in per_class["data"]} == {"red", "blue"}
     assert len(confusion["data"]) == 2
-    points = {(row[0], row[2]) for row in plot["data"]}             # one point per epoch and metric
-    assert points == {(e, m) for e in (1, 2) for m in ("training loss", "held-out loss", "held-out accuracy")}
+    # The live plot (SVG): a line per metric, whole epochs on its axis, the legend under it.
+    assert plot.count("<polyline") == 3 and re.findall(r'class="x"[^>]*>([^<]*)<', plot) == ["1", "2"]
+    assert all(name in plot for name in ("training loss", "held-out loss", "held-out accuracy"))
 
     label, note = client.predict(handle_file(str(red[0])), api_name="/train_try")
     assert {c["label"] for c in label["confidences"]} == {"red", "blue"}
 
-    path, note = client.predict(api_name="/train_download")
-    with zipfile.ZipFile(path) as archive:
+    # The one download button holds the model's zip once it is trained (onnx is installed here).
+    assert download["visible"]
+    with zipfile.ZipFile(download["value"]) as archive:
         assert sorted(archive.namelist()) == ["art_classifier.json", "art_classifier.safetensors", "model.onnx"]
+    assert "model.onnx" in status
 
     assert "for you only" in client.predict(api_name="/train_activate")
     monkeypatch.setenv("ARTLAB_CURATOR_PASSWORD", "s3cret")
@@ -110,3 +114,49 @@ def test_a_deeper_model_is_handed_to_the_artwork_tab_too(client, tmp_path):
     status, *_ = client.predict(1, 0.01, 8, "1", api_name="/train_start")
     assert "Held-out accuracy" in status, status
     assert "for you only" in client.predict(api_name="/train_activate")
+
+
+def test_without_onnx_the_download_is_the_model_and_says_how_to_export(tmp_path, monkeypatch):
+    """The README's install has no onnx package: the zip then holds the model and its card, no error."""
+    import artlab.curation as curation
+    from artlab.ui.train_handlers import _zip
+
+    folder = tmp_path / "run1"
+    folder.mkdir()
+    (folder / "art_classifier.safetensors").write_bytes(b"weights")
+    (folder / "art_classifier.json").write_text("{}")
+    monkeypatch.setattr(curation, "onnx_available", lambda: False)
+    path, sentence = _zip(str(folder), "en")
+    with zipfile.ZipFile(path) as archive:
+        assert sorted(archive.namelist()) == ["art_classifier.json", "art_classifier.safetensors"]
+    assert "pip install onnx" in sentence and "failed" not in sentence
+    assert "onnx" in _zip(str(folder), "zh")[1]
+
+
+def test_start_over_takes_the_artwork_tab_back_to_the_usual_model(tmp_path, tiny_weights):
+    """Train, "for me", "Start over", then the Artwork tab: the usual model answers, with a message."""
+    from conftest import make_image
+
+    from artlab.curation import CurationSession
+    from artlab.ui.artwork_tab import analyze
+    from artlab.ui.train_handlers import start_over
+
+    lab = Lab(weights=str(tiny_weights), models_dir=str(tmp_path / "models"), device="cpu")
+    session = CurationSession()
+    own = session.folder / "models" / "run1"
+    own.mkdir(parents=True)
+    for path in tiny_weights.glob("art_classifier.*"):
+        (own / path.name).write_bytes(path.read_bytes())
+    assert lab.artwork_weights(str(own)) == str(own)
+    cleared = start_over(session, str(own), "en", lab=lab)
+    notes, results, reset = cleared[2], cleared[4:9], cleared[-1]
+    assert reset is None and not own.exists() and "usual model again" in notes  # back to the usual model
+    assert results == ("", "", None, None, [])                                  # no results of the last run
+    assert start_over(None, None, "en")[-1] == {"__type__": "update"}           # nothing of theirs in use
+    picture = make_image(tmp_path / "p.png", size=(80, 60), pattern=2)
+    out = analyze(AppContext(lab), str(picture), "en", str(own), None, progress=lambda *a, **k: None)
+    style, message, shown, weights = out[0], out[9], out[10], out[12]
+    assert style["visible"] and style["value"] and weights is None             # answered, and reset
+    assert "usual model answered" in message["value"] and shown["heads"]
+    # A model that is gone for another reason (the session ended) falls back the same way.
+    assert lab.artwork_weights(str(own)) == lab.artwork_weights(None)

@@ -20,6 +20,8 @@ def register(sub):
                    help="the pipelined bulk indexer (GPU decoding, read-ahead threads); default: on with a CUDA GPU")
     p.add_argument("--workers", type=int, default=8, help="with --bulk: reader and thumbnail threads")
     p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    p.add_argument("--limit", type=int, metavar="N",
+                   help="index at most N images of DIR, spread evenly over it (every class folder gets some)")
     p.add_argument("--psnr", action="store_true",
                    help="also run the autoencoder and store each work's reconstruction PSNR (about 20%% slower)")
     p.set_defaults(run=run_index)
@@ -85,13 +87,20 @@ def _refresh_or_say_stale(gallery, models, refresh_asked: bool) -> None:
               f"`python -m artlab index --refresh` re-analyses them", file=sys.stderr)
 
 
+def _spread(paths: list, limit: int | None) -> list:
+    """At most `limit` of `paths`, evenly spaced (sorted paths: every class folder gets its share)."""
+    if not limit or limit <= 0 or len(paths) <= limit:
+        return paths
+    return [paths[i * len(paths) // limit] for i in range(limit)]
+
+
 def _index_folder(gallery, models, args, meta: dict) -> None:
     from tqdm import tqdm
 
     from artlab.images import list_images
     from artlab.indexing import index, use_bulk
 
-    paths = list_images(args.folder)
+    paths = _spread(list_images(args.folder), args.limit)
     bulk = use_bulk(models, args.bulk, args.psnr)
     if args.bulk and args.psnr:
         print("note: --psnr needs the autoencoder, which the bulk indexer does not run; using the ordinary path",

@@ -76,7 +76,7 @@ def heat_colours(cam: np.ndarray) -> np.ndarray:
 OVERLAY_SIDE = 512  # the heat map's long side in pixels, at most
 
 
-def overlay(image: Image.Image, cam: torch.Tensor, alpha: float = 0.5, max_side: int = OVERLAY_SIDE) -> Image.Image:
+def overlay(image: Image.Image, cam: torch.Tensor, alpha: float = 0.75, max_side: int = OVERLAY_SIDE) -> Image.Image:
     """The heat map laid over the original picture (which was letterboxed for the model).
 
     The map is upsampled to the model's square input, cropped to where the picture

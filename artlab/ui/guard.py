@@ -6,7 +6,8 @@
 - `EXCEPTION_HANDLERS`: an endpoint that does not exist is a 404 (Gradio lets a KeyError become a
   500), and a body the route cannot parse gets one line instead of pydantic's echo of it.
 - `CheckedBlocks`: a gr.Blocks whose text boxes take strings only, whose file inputs are never
-  data: URIs, and whose inputs Gradio cannot read get a one-line message instead of a pydantic dump.
+  data: URIs, whose picture inputs reach their handlers undecoded (widgets.picture_input), and whose
+  inputs Gradio cannot read get a one-line message instead of a pydantic dump.
 """
 
 import logging
@@ -133,6 +134,7 @@ class CheckedBlocks(gr.Blocks):
     async def preprocess_data(self, block_fn, inputs, *args, **kwargs):
         _check_text_inputs(block_fn, inputs)
         _refuse_inline_files(block_fn, inputs)
+        _keep_pictures_undecoded(block_fn, args[0] if args else kwargs.get("state"))
         try:
             return await super().preprocess_data(block_fn, inputs, *args, **kwargs)
         except gr.Error:
@@ -142,6 +144,18 @@ class CheckedBlocks(gr.Blocks):
             log.info("inputs refused for %s: %s", block_fn.api_name or block_fn.name, str(e).splitlines()[0])
             raise gr.Error(f"These inputs do not fit this endpoint; it takes: {_kinds(block_fn)}.",
                            print_exception=False) from None
+
+
+def _keep_pictures_undecoded(block_fn, state) -> None:
+    """A picture input (widgets.picture_input) hands its handler the upload's path, undecoded. After
+    an update Gradio answers a session from a new instance of the component, made from its
+    constructor's arguments: it gets the same preprocess here, before Gradio uses it."""
+    if state is None:
+        return
+    for block in block_fn.inputs:
+        undecoded = getattr(block, "undecoded_preprocess", None)
+        if undecoded is not None and block._id in state and state[block._id] is not block:
+            state[block._id].preprocess = undecoded
 
 
 def _check_text_inputs(block_fn, inputs) -> None:

@@ -1,4 +1,4 @@
-"""The page: header, six tabs, and the wiring of events to handlers.
+"""The page: a header with the English/中文 switch, six tabs, and what ties them together.
 
 Queue: every image-model call runs in the "inference" concurrency group (one at a time,
 others see their place in the queue); texts have their own "text" group, so a title (milliseconds)
@@ -9,26 +9,34 @@ every endpoint of the page itself (/analyze_artwork, /analyze_text, /add_to_gall
 /gallery_search, the Train tab's) answers component updates and is undocumented: callable, but
 on neither the API page nor the MCP server.
 
-The Train tab is built by `artlab/ui/train_tab.py`: `build_train_tab(ctx, active_weights)`,
-where `active_weights` is a gr.State holding this visitor's model folder (None: the default,
-i.e. the models directory's active model, else the app's weights; see Lab.artwork_weights)
-that the Artwork tab reads.
+Tabs: Artwork (`artwork_tab.py`), Gallery (`gallery_tab.py`), Train (`train_tab.py`:
+`build_train_tab(ctx, active_weights, lang)`, where `active_weights` is a gr.State holding this
+visitor's model folder, None for the default, that the Artwork tab reads); Text, Create and
+About are here.
+
+Language: static texts are gr.I18n keys (i18n.L), so the page opens in the browser's language;
+the switch starts there too, and changing it changes the page's locale (i18n.LOCALE_JS) and the
+`lang` State, whose change every tab follows by re-rendering its results.
 """
 
 import functools
 
 import gradio as gr
 
-from artlab.checkpoints import LICENCE_NOTE
 from artlab.ui import handlers as h
 from artlab.ui.api import build_api, only_the_api_is_public
+from artlab.ui.artwork_tab import build_artwork_tab
 from artlab.ui.context import AppContext
+from artlab.ui.gallery_tab import browse, build_gallery_tab, open_selected
 from artlab.ui.guard import CheckedBlocks
-from artlab.ui.i18n import LANGS, t
+from artlab.ui.i18n import BROWSER_CHOICE_JS, LANGS, LOCALE_JS, TEXTS, L, lang_code, t
 from artlab.ui.train_tab import build_train_tab
+from artlab.ui.widgets import buttons, notice_box, picture_input
 
 INFERENCE = dict(concurrency_id="inference", concurrency_limit=1)
 TEXT = dict(concurrency_id="text", concurrency_limit=2)       # the text models: their own queue
+PRIVATE = dict(api_visibility="private", queue=False)
+EXAMPLES = [TEXTS["en"][f"example_{i}"] for i in range(4)]      # what the text models read: English
 
 
 def build_app(ctx: AppContext) -> gr.Blocks:
@@ -36,226 +44,123 @@ def build_app(ctx: AppContext) -> gr.Blocks:
     with CheckedBlocks(title="ArtLab", analytics_enabled=False, delete_cache=delete_cache, fill_width=False) as demo:
         lang = gr.State("en")
         active_weights = gr.State(None)
-        relabel: list[tuple] = []
-        title = _header(ctx, lang, relabel)
-        with gr.Tabs(selected="artwork") as tabs:
-            with gr.Tab(t("tab_artwork"), id="artwork") as tab:
-                relabel.append((tab, "tab_artwork"))
-                artwork = _artwork_tab(ctx, lang, active_weights, relabel)
-            with gr.Tab(t("tab_text"), id="text") as tab:
-                relabel.append((tab, "tab_text"))
-                _text_tab(ctx, lang, relabel)
-            with gr.Tab(t("tab_gallery"), id="gallery") as tab:
-                relabel.append((tab, "tab_gallery"))
-                gallery = _gallery_tab(ctx, lang, relabel, tabs)
-            with gr.Tab(t("tab_create"), id="create") as tab:
-                relabel.append((tab, "tab_create"))
-                _create_tab(ctx, active_weights, relabel)
+        switch = _header()
+        with gr.Tabs(selected="artwork", elem_id="tabs") as tabs:
+            with gr.Tab(L("tab_artwork"), id="artwork") as artwork_tab:
+                artwork = build_artwork_tab(ctx, lang, active_weights)
+            with gr.Tab(L("tab_text"), id="text") as text_tab:
+                _text_tab(ctx, lang)
+            with gr.Tab(L("tab_gallery"), id="gallery") as gallery_tab:
+                gallery = build_gallery_tab(ctx, lang, tabs)
+            with gr.Tab(L("tab_create"), id="create") as create_tab:
+                _create_tab(ctx, lang, active_weights)
+            named = {"tab_artwork": artwork_tab, "tab_text": text_tab, "tab_gallery": gallery_tab,
+                     "tab_create": create_tab}
             if not ctx.kiosk:
-                with gr.Tab(t("tab_train"), id="train") as tab:
-                    relabel.append((tab, "tab_train"))
-                    build_train_tab(ctx, active_weights)
-            with gr.Tab(t("tab_about"), id="about") as tab:
-                relabel.append((tab, "tab_about"))
-                gr.Markdown(about_markdown(ctx), elem_classes="about")
+                with gr.Tab(L("tab_train"), id="train") as named["tab_train"]:
+                    build_train_tab(ctx, active_weights, lang)
+            with gr.Tab(L("tab_about"), id="about") as named["tab_about"]:
+                about = gr.Markdown(about_markdown(ctx), elem_classes="about")
         build_api(ctx, INFERENCE, TEXT)
         # A click on a similar work (Artwork tab) opens it on the Gallery tab.
-        artwork["similar"].select(_open_from_select(ctx), [artwork["similar_ids"], lang],
-                                  [*gallery["detail"], tabs], api_visibility="private", **INFERENCE)
-        demo.load(functools.partial(h.browse, ctx), [gallery["style"], gallery["subject"], gallery["query"], lang],
-                  [gallery["grid"], gallery["ids"], gallery["note"]], api_visibility="private")
-        switched = _language_switch(title, lang, relabel)
-        switched.then(lambda code: (gr.update(choices=h.style_choices(code)), gr.update(choices=h.subject_choices(code))),
-                      lang, [gallery["style"], gallery["subject"]], queue=False, api_visibility="private").then(
-            functools.partial(h.browse, ctx), [gallery["style"], gallery["subject"], gallery["query"], lang],
-            [gallery["grid"], gallery["ids"], gallery["note"]], queue=False, api_visibility="private")
+        artwork["similar"].select(open_selected(ctx), [artwork["similar_ids"], lang], [*gallery["detail"], tabs],
+                                  api_visibility="private", **INFERENCE)
+        demo.load(functools.partial(browse, ctx), gallery["filters"], gallery["listing"], api_visibility="private")
+        # The switch starts in the browser's language; the page's locale and `lang` follow it.
+        demo.load(None, switch, switch, js=BROWSER_CHOICE_JS, api_visibility="private")
+        switch.change(None, switch, None, js=LOCALE_JS, **PRIVATE)
+        # Queued: Gradio runs a State's change listeners after queued events only.
+        switch.change(lang_code, switch, lang, api_visibility="private")
+        lang.change(functools.partial(about_markdown, ctx), lang, about, **PRIVATE)
+        # The tab bar does not follow the page's locale by itself: its names are sent again.
+        lang.change(lambda code: [gr.Tab(label=t(key, code)) for key in named], lang, list(named.values()),
+                    **PRIVATE)
     only_the_api_is_public(demo)
     return demo
 
 
-def _header(ctx, lang, relabel):
-    with gr.Row(elem_classes="artlab-header"):
-        with gr.Column(scale=5):
-            title = gr.Markdown(f"# {t('title')}\n{t('tagline')}", elem_classes="artlab-title")
-        with gr.Column(scale=2, min_width=300):
-            switch = gr.Radio(list(LANGS), value="English", show_label=False, container=False,
-                              elem_classes="lang-switch")
-    title.switch = switch
-    return title
+def _header() -> gr.Radio:
+    with gr.Row(elem_classes="artlab-header", equal_height=False):
+        with gr.Column(scale=5, min_width=200):
+            gr.Markdown(L("header"), elem_classes="artlab-title")
+        with gr.Column(scale=2, min_width=180, elem_classes="lang-column"):
+            return gr.Radio(list(LANGS), value="English", label=L("language"), show_label=False, container=False,
+                            elem_classes="lang-switch", elem_id="lang-switch")
 
 
-def _language_switch(title, lang, relabel):
-    components = [c for c, _ in relabel]
-
-    def change(choice):
-        code = LANGS.get(choice, "en")
-        # Buttons show their value; everything else shows a label.
-        updates = [gr.update(value=t(key, code)) if isinstance(c, gr.Button) else gr.update(label=t(key, code))
-                   for c, key in relabel]
-        return [code, f"# {t('title', code)}\n{t('tagline', code)}", *updates]
-
-    return title.switch.change(change, title.switch, [lang, title, *components], queue=False,
-                               api_visibility="private")
-
-
-def _artwork_tab(ctx, lang, active_weights, relabel):
+def _text_tab(ctx: AppContext, lang: gr.State) -> None:
     with gr.Row(equal_height=False):
-        with gr.Column(scale=1):
-            image = gr.Image(label=t("artwork_in"), type="filepath", sources=["upload", "clipboard", "webcam"],
-                             height=420, elem_id="artwork-input")
-            go = gr.Button(t("analyze"), variant="primary", size="lg", elem_id="analyze-button")
-            explain = gr.Checkbox(value=True, label=t("show_gradcam"))
-            relabel += [(image, "artwork_in"), (go, "analyze"), (explain, "show_gradcam")]
-        with gr.Column(scale=1):
-            style = gr.Label(num_top_classes=3, label=t("style"), elem_id="style-label", elem_classes="artlab-label")
-            subject = gr.Label(num_top_classes=3, label=t("subject"), elem_id="subject-label", elem_classes="artlab-label")
-            # A fine-tuned model's own classes (its "labels" head), titled by the handler with its name.
-            custom = gr.Label(num_top_classes=5, label=t("your_model"), visible=False, elem_id="model-label",
-                              elem_classes="artlab-label")
-            relabel += [(style, "style"), (subject, "subject")]
-    with gr.Row(equal_height=True):
-        heatmap = gr.Image(label=t("gradcam"), interactive=False, height=300, scale=2, format="jpeg")
-        seen = gr.Image(label=t("ae_input"), interactive=False, height=300, scale=1, format="png")
-        recon = gr.Image(label=t("reconstruction"), interactive=False, height=300, scale=1, format="png")
-        relabel += [(heatmap, "gradcam"), (seen, "ae_input"), (recon, "reconstruction")]
-    psnr = gr.Markdown(elem_classes="psnr")
-    similar = gr.Gallery(label=t("similar"), columns=6, height=220, allow_preview=False, object_fit="cover")
-    relabel.append((similar, "similar"))
-    similar_ids = gr.State([])
-    if not ctx.kiosk:
-        with gr.Accordion(t("add"), open=False):
-            with gr.Row():
-                title, artist, year = gr.Textbox(label=t("add_title")), gr.Textbox(label=t("add_artist")), \
-                    gr.Textbox(label=t("add_year"), max_lines=1)
-            add = gr.Button(t("add"), elem_id="add-button")
-            added = gr.Markdown()
-        add.click(functools.partial(h.add_to_gallery, ctx), [image, title, artist, year], added,
-                  api_name="add_to_gallery", **INFERENCE)
-
-    def run(path, code, weights, progress=gr.Progress()):
-        return h.analyze_artwork(ctx, path, code, weights, progress)
-
-    outputs = [style, subject, heatmap, seen, recon, psnr, similar, similar_ids, custom]
-    go.click(run, [image, lang, active_weights], outputs, api_name="analyze_artwork", **INFERENCE)
-    image.upload(run, [image, lang, active_weights], outputs, api_visibility="private", **INFERENCE)
-    explain.change(lambda on: gr.update(visible=on), explain, heatmap, queue=False, api_visibility="private")
-    return {"similar": similar, "similar_ids": similar_ids}
-
-
-def _text_tab(ctx, lang, relabel):
-    with gr.Row(equal_height=False):
-        with gr.Column():
-            text = gr.Textbox(label=t("text_in"), lines=3, max_length=20_000,
-                              placeholder="stormy sea at night · portrait of a lady with a fan")
-            go = gr.Button(t("text_go"), variant="primary", size="lg")
-            gr.Examples(["stormy sea at night", "portrait of a young woman with a pearl earring",
-                         "still life with apples and a jug", "the annunciation"], text)
-            note = gr.Markdown()
-        with gr.Column():
-            subject = gr.Label(num_top_classes=3, label=t("subject"), elem_classes="artlab-label")
-            style = gr.Label(num_top_classes=3, label=t("style"), elem_classes="artlab-label")
-            recon = gr.Textbox(label=t("text_recon"), interactive=False)
-    matches = gr.Gallery(label=t("text_matches"), columns=6, height=220, allow_preview=False, object_fit="cover")
-    ids = gr.State([])
-    relabel += [(text, "text_in"), (go, "text_go"), (subject, "subject"), (style, "style"),
-                (recon, "text_recon"), (matches, "text_matches")]
-    outputs = [subject, style, recon, matches, ids, note]
+        with gr.Column(min_width=300):
+            text = gr.Textbox(label=L("text_in"), lines=3, max_length=20_000, placeholder=L("text_placeholder"))
+            go = gr.Button(L("text_go"), variant="primary", size="lg")
+            note = notice_box()
+            examples = gr.Dataset(components=[text], samples=_examples("en"), label=L("text_examples"),
+                                  type="index", elem_id="text-examples")
+        with gr.Column(min_width=300):
+            subject = gr.Label(num_top_classes=3, label=L("subject"), elem_classes="artlab-label")
+            style = gr.Label(num_top_classes=3, label=L("style"), elem_classes="artlab-label")
+            recon = gr.Textbox(label=L("text_recon"), interactive=False)
+    matches = gr.Gallery(label=L("text_matches"), columns=6, height="auto", allow_preview=False, object_fit="cover",
+                         buttons=buttons(ctx, download=False))
+    ids, shown = gr.State([]), gr.State(None)
+    outputs = [subject, style, recon, matches, ids, note, shown]
     fn = functools.partial(h.analyze_text, ctx)
     go.click(fn, [text, lang], outputs, api_name="analyze_text", **TEXT)
     text.submit(fn, [text, lang], outputs, api_visibility="private", **TEXT)
+    # An example fills the box with the English the models read, and is read at once.
+    examples.click(lambda i: EXAMPLES[i], examples, text, **PRIVATE).then(
+        fn, [text, lang], outputs, api_visibility="private", **TEXT)
+    lang.change(lambda code: gr.Dataset(samples=_examples(code)), lang, examples, **PRIVATE)
+    lang.change(h.render_text, [shown, lang], [subject, style, note], **PRIVATE)
 
 
-def _gallery_tab(ctx, lang, relabel, tabs):
-    with gr.Row():
-        style = gr.Dropdown(h.style_choices(), value="", label=t("filter_style"), scale=1)
-        subject = gr.Dropdown(h.subject_choices(), value="", label=t("filter_subject"), scale=1)
-        query = gr.Textbox(label=t("search"), scale=2, max_lines=1, placeholder="Water Lilies, Rembrandt, …",
-                           submit_btn=True)
-    note = gr.Markdown(elem_classes="gallery-note")
-    grid = gr.Gallery(label=t("grid"), columns=5, height=560, allow_preview=False, object_fit="cover",
-                      elem_id="gallery-grid")
-    ids = gr.State([])
-    with gr.Column(visible=False) as detail_box:
-        with gr.Row(equal_height=False, elem_classes="work-detail"):
-            picture = gr.Image(label=t("work_image"), interactive=False, height=420, format="jpeg")
-            with gr.Column():
-                info = gr.Markdown()
-                work_style = gr.Label(num_top_classes=3, label=t("style"), elem_classes="artlab-label")
-                work_subject = gr.Label(num_top_classes=3, label=t("subject"), elem_classes="artlab-label")
-        similar = gr.Gallery(label=t("work_similar"), columns=6, height=200, allow_preview=False,
-                             object_fit="cover")
-    similar_ids = gr.State([])
-    relabel += [(style, "filter_style"), (subject, "filter_subject"), (query, "search"), (grid, "grid"),
-                (picture, "work_image"), (similar, "work_similar"), (work_style, "style"),
-                (work_subject, "subject")]
-    filters = [style, subject, query, lang]
-    listing = [grid, ids, note]
-    fn = functools.partial(h.browse, ctx)
-    for component in (style, subject):
-        component.change(fn, filters, listing, api_visibility="private", queue=False)
-    query.submit(fn, filters, listing, api_name="gallery_search", queue=False)
-    detail = [picture, work_style, work_subject, info, similar, similar_ids, detail_box]
-    opener = _open_from_select(ctx)
-    grid.select(opener, [ids, lang], [*detail, tabs], api_visibility="private")
-    similar.select(opener, [similar_ids, lang], [*detail, tabs], api_visibility="private")
-    return {"style": style, "subject": subject, "query": query, "grid": grid, "ids": ids, "note": note,
-            "detail": detail}
+def _examples(lang: str) -> list[list[str]]:
+    return [[t(f"example_{i}", lang)] for i in range(len(EXAMPLES))]
 
 
-def _open_from_select(ctx):
-    def opener(ids, code, evt: gr.SelectData):
-        return (*h.open_work(ctx, ids, evt.index, code), gr.Column(visible=True), gr.Tabs(selected="gallery"))
-    return opener
-
-
-def _create_tab(ctx, active_weights, relabel):
-    gr.Markdown("Everything on this tab is **generated by ArtLab's autoencoder**: "
-                "images in between two works, not real artworks.", elem_classes="generated-note")
-    with gr.Row():
-        a = gr.Image(label=t("create_a"), type="filepath", sources=["upload", "clipboard"], height=260)
-        b = gr.Image(label=t("create_b"), type="filepath", sources=["upload", "clipboard"], height=260)
-        with gr.Column():
-            steps = gr.Slider(3, 12, value=8, step=1, label=t("frames"))
-            go = gr.Button(t("morph"), variant="primary", size="lg")
-            lucky = gr.Button(t("surprise"), size="lg")
-    strip = gr.Gallery(label=t("strip"), columns=12, height=160, allow_preview=False, object_fit="contain")
-    with gr.Row():
-        position = gr.Slider(0, 1, value=0.5, step=0.01, label=t("position"))
-    frame = gr.Image(label=t("frame"), interactive=False, height=320, elem_classes="generated")
+def _create_tab(ctx: AppContext, lang: gr.State, active_weights: gr.State) -> None:
+    gr.Markdown(L("create_note"), elem_classes="generated-note")
+    with gr.Row(equal_height=False):
+        a = picture_input(ctx, "create_a", "drop_work", webcam=False, height=260, min_width=200)
+        b = picture_input(ctx, "create_b", "drop_work", webcam=False, height=260, min_width=200)
+        with gr.Column(min_width=240):
+            steps = gr.Slider(3, 12, value=8, step=1, label=L("frames"))
+            go = gr.Button(L("morph"), variant="primary", size="lg")
+            lucky = gr.Button(L("surprise"), size="lg")
+            note = notice_box()
+    strip = gr.Gallery(label=L("strip"), columns=12, height="auto", allow_preview=False, object_fit="contain",
+                       buttons=buttons(ctx, download=False), elem_classes="generated")
+    position = gr.Slider(0, 1, value=0.5, step=0.01, label=L("position"))
+    frame = gr.Image(label=L("frame"), interactive=False, height=320, elem_classes="generated", buttons=buttons(ctx))
     frames = gr.State([])
-    relabel += [(a, "create_a"), (b, "create_b"), (steps, "frames"), (go, "morph"), (lucky, "surprise"),
-                (strip, "strip"), (position, "position"), (frame, "frame")]
+    outputs = [strip, frames, frame, position, note]
 
-    def walk(a_path, b_path, n, weights):
-        return h.morph(ctx, a_path, b_path, n, weights)
+    def walk(a_path, b_path, n, weights, code):
+        return h.morph(ctx, a_path, b_path, n, weights, code)
 
-    outputs = [strip, frames, frame, position]
-    go.click(walk, [a, b, steps, active_weights], outputs, api_name="morph", **INFERENCE)
-    lucky.click(functools.partial(h.surprise, ctx), None, [a, b], api_visibility="private", queue=False).then(
-        walk, [a, b, steps, active_weights], outputs, api_visibility="private", **INFERENCE)
-    position.release(h.pick_frame, [frames, position], frame, api_visibility="private", queue=False)
+    go.click(walk, [a, b, steps, active_weights, lang], outputs, api_name="morph", **INFERENCE)
+    lucky.click(functools.partial(h.surprise, ctx), [steps, active_weights, lang], [a, b, *outputs],
+                api_visibility="private", **INFERENCE)
+    position.release(h.pick_frame, [frames, position], frame, **PRIVATE)
 
 
-def about_markdown(ctx: AppContext) -> str:
-    lines = ["## About ArtLab",
-             "ArtLab looks at art with small neural networks: an EfficientNet-Lite0 classifier with a texture "
-             "branch (style and subject), a convolutional autoencoder (reconstruction and the Create tab), "
-             "and recurrent networks for titles and descriptions.",
-             f"**Running on:** {ctx.lab.device_name()}"]
+def about_markdown(ctx: AppContext, lang: str = "en") -> str:
+    device = ctx.lab.device_name()
+    if device.startswith("CPU ("):
+        device = t("cpu_cores", lang, n=device.split("(")[1].split()[0])
+    lines = [f"## {t('about_title', lang)}", t("about_intro", lang), t("running_on", lang, device=device)]
     try:
         cards = ctx.lab.model_cards()
-    except Exception as e:  # noqa: BLE001 - a broken card must not take the page down
-        cards, lines = {}, lines + [f"Model cards could not be read: {e}"]
+    except Exception:  # noqa: BLE001 - a broken card must not take the page down
+        cards, lines = {}, lines + [t("cards_unreadable", lang)]
     for name, card in cards.items():
         lines.append(f"### {name}")
-        lines.append(f"- date: {card.get('date', '?')}; input size: {card.get('input_size', '?')}")
-        metrics = card.get("metrics", {}).get("val", {})
-        for head, value in metrics.items():
+        lines.append("- " + t("card_line", lang, date=card.get("date", "?"), size=card.get("input_size", "?")))
+        for head, value in card.get("metrics", {}).get("val", {}).items():
             shown = value.get("accuracy", value) if isinstance(value, dict) else value
             if isinstance(shown, (int, float)):
-                lines.append(f"- validation {head}: {shown:.3f}")
+                lines.append("- " + t("card_metric", lang, head=head, value=shown))
         if card.get("data"):
-            lines.append(f"- data: {card['data']}")
-    lines += ["## Licence", LICENCE_NOTE,
-              "WikiArt images and labels are for **non-commercial research use only**; so are these models."]
+            lines.append("- " + t("card_data", lang, data=card["data"]))
+    lines += [f"## {t('licence_title', lang)}", t("licence", lang), t("licence_wikiart", lang)]
     return "\n\n".join(lines)

@@ -6,9 +6,9 @@ are capped (max_file_size) and so is every other request body (guard.RequestGuar
 same --max-upload-mb), Gradio keeps its files in this process's private temp folder
 (artlab.workdirs), analytics are off, raw exception texts are never shown (show_error=False:
 bad input gets a gr.Error of one line), and in kiosk mode there is no API/settings footer,
-no API description, deep-link route or MCP server, no Train tab, no adding to the gallery, and curator
-actions need the password from ARTLAB_CURATOR_PASSWORD (compared in constant time and
-throttled per client, see context.CuratorGate).
+no API description, deep-link route or MCP server, no run history, no download or share buttons,
+no Train tab, no adding to the gallery, and curator actions need the password from
+ARTLAB_CURATOR_PASSWORD (compared in constant time and throttled per client, see context.CuratorGate).
 
 Outside kiosk mode Gradio's MCP server runs at /gradio_api/mcp (schema at /gradio_api/mcp/schema):
 its tools are the public API's endpoints (artlab/ui/api.py), nothing else.
@@ -86,6 +86,9 @@ def launch_options(ctx: AppContext, host: str, port: int) -> dict:
         theme=theme(), css_paths=css_paths, head=head or None, i18n=gradio_i18n(),
         favicon_path=str(ASSETS / "favicon.svg"), show_error=False, ssr_mode=False,
         pwa=False, mcp_server=not ctx.kiosk, app_kwargs=app_kwargs(ctx.max_upload_mb, ctx.kiosk),
+        # A kiosk remembers nothing across visitors: no run history in the browser (kiosk.js also
+        # empties the browser's storage when it resets the page for the next visitor).
+        run_history=not ctx.kiosk,
     )
 
 
