@@ -158,15 +158,15 @@ def plot(history: list[dict] | None, lang: str) -> str:
     step = next(s for s in (1, 2, 5, 10, 20, 50, 100, 200) if (last - 1) / s <= 10)
 
     def x(epoch):
-        return 44 + (epoch - 1) / (last - 1) * 580
+        return 60 + (epoch - 1) / (last - 1) * 564
 
     def y(value):
         return 12 + (1 - value / top) * 200
 
-    marks = [f'<line x1="44" x2="624" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#e6dfd3"/>'
-             f'<text x="38" y="{y(v) + 4:.1f}" text-anchor="end">{v:g}</text>'
+    marks = [f'<line x1="60" x2="624" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#e6dfd3"/>'
+             f'<text x="54" y="{y(v) + 4:.1f}" text-anchor="end">{v:g}</text>'
              for v in [top * k / 4 for k in range(5)]]
-    marks += [f'<text class="x" x="{x(e):.1f}" y="230" text-anchor="middle">{e}</text>'
+    marks += [f'<text class="x" x="{x(e):.1f}" y="236" text-anchor="middle">{e}</text>'
               for e in sorted({1, *range(step, last + 1, step)})]
     for _, colour, points in series:
         if points:
@@ -175,8 +175,8 @@ def plot(history: list[dict] | None, lang: str) -> str:
     legend = "".join(f'<span><i style="background:{colour}"></i>{name}</span>' for name, colour, points in series
                      if points)
     return (f'<div class="train-plot-title">{t("plot", lang)}</div>'
-            f'<svg viewBox="0 0 640 250" role="img" class="train-plot-svg">{"".join(marks)}'
-            f'<text x="334" y="248" text-anchor="middle" class="axis">{t("axis_epoch", lang)}</text></svg>'
+            f'<svg viewBox="0 0 640 268" role="img" class="train-plot-svg">{"".join(marks)}'
+            f'<text x="342" y="264" text-anchor="middle" class="axis">{t("axis_epoch", lang)}</text></svg>'
             f'<div class="train-legend">{legend}</div>')
 
 
