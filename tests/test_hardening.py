@@ -132,7 +132,7 @@ def test_html_in_titles_shows_as_text_in_a_real_browser(app, tmp_path):
             page.on("request", lambda r: outside.append(r.url) if "127.0.0.1:9/" in r.url else None)
             page.goto(url)
             page.get_by_role("tab", name="Gallery").click()
-            page.get_by_text("works shown").wait_for(timeout=30_000)
+            page.get_by_text(re.compile(r"Works \d+–\d+ of \d+")).wait_for(timeout=30_000)
             page.locator("#gallery-grid button.thumbnail-item").first.click()
             detail = page.locator(".work-detail").first
             detail.get_by_text(re.compile(r"Added \d{4}-")).wait_for(timeout=30_000)   # the detail is shown
@@ -149,7 +149,7 @@ def test_html_in_titles_shows_as_text_in_a_real_browser(app, tmp_path):
 
 
 def test_train_tab_notes_escape_class_and_entry_names(tmp_path):
-    from artlab.ui import train_tab
+    from artlab.ui import train_handlers as train_tab
 
     evil_class = '<img src="http://127.0.0.1:9/c.gif">'
     session = train_tab.add_class(evil_class, None)[0]
@@ -249,7 +249,7 @@ def _sparse_zip(path: Path, entries: dict[str, int]) -> Path:
 
 def test_sparse_zip_of_two_992_mb_zero_files_is_refused_before_writing(tmp_path):
     from artlab.curation import CurationSession
-    from artlab.ui import train_tab
+    from artlab.ui import train_handlers as train_tab
 
     archive = _sparse_zip(tmp_path / "sparse.zip", {"cats/a.jpg": 992 * 2**20, "dogs/b.jpg": 992 * 2**20})
     assert archive.stat().st_size < 4 * 2**20
@@ -280,7 +280,7 @@ def test_zip_entries_over_the_image_limit_or_unreadable_are_skipped_unwritten(tm
 
 def test_a_sessions_images_are_capped_in_all(tmp_path, monkeypatch):
     from artlab import curation
-    from artlab.ui import train_tab
+    from artlab.ui import train_handlers as train_tab
 
     pictures = [make_image(tmp_path / f"{i}.png", (10, 90, 40), size=(40, 30)) for i in range(6)]
     size = pictures[0].stat().st_size
@@ -354,7 +354,7 @@ def test_curator_password_is_throttled_per_client_and_logged(tiny_weights, tmp_p
     from artlab.curation import CurationSession
     from artlab.curator import CuratorGate
     from artlab.lab import Lab
-    from artlab.ui.train_tab import make_publish
+    from artlab.ui.train_handlers import make_publish
 
     monkeypatch.setenv("ARTLAB_CURATOR_PASSWORD", "correct horse")
     clock = Clock()
@@ -363,17 +363,17 @@ def test_curator_password_is_throttled_per_client_and_logged(tiny_weights, tmp_p
     session.model = str(shutil.copytree(tiny_weights, tmp_path / "mine"))
     publish = make_publish(Lab(models_dir=str(tmp_path / "models")), gate)
     attacker, curator = Visitor("10.0.0.66"), Visitor("10.0.0.7")
-    caplog.set_level(logging.WARNING, logger="artlab.ui.context")
+    caplog.set_level(logging.WARNING, logger="artlab.curator")
     for _ in range(gate.MAX_FAILURES):
-        assert "wrong or missing" in publish("guess", "x", session, attacker)
+        assert "wrong or missing" in publish("guess", "x", session, request=attacker)
     assert clock.slept == [0.25, 0.5, 1.0, 2.0]                   # doubling, then the lockout at once
     wrong = [r for r in caplog.records if "wrong password from 10.0.0.66" in r.getMessage()]
     assert len(wrong) == gate.MAX_FAILURES - 1 and any("locked out" in r.getMessage() for r in caplog.records)
-    refused = publish("correct horse", "x", session, attacker)   # even the right one, while locked out
+    refused = publish("correct horse", "x", session, request=attacker)   # even the right one, while locked out
     assert "too many wrong passwords" in refused and "Only a curator" in refused
-    assert "is now the model for everyone" in publish("correct horse", "colours", session, curator)
+    assert "is now the model for everyone" in publish("correct horse", "colours", session, request=curator)
     clock.now += gate.LOCKOUT_S
-    assert "is now the model for everyone" in publish("correct horse", "colours", session, attacker)
+    assert "is now the model for everyone" in publish("correct horse", "colours", session, request=attacker)
 
 
 def test_tries_sent_in_parallel_are_refused_unread(monkeypatch):
@@ -478,3 +478,13 @@ def test_normal_mode_refuses_lists_as_text_and_hides_pydantic(app):
     with httpx.Client(timeout=10) as http:
         response = http.post(f"{url}gradio_api/queue/join", json={"data": "not a list"})
     assert response.status_code == 422 and "input" not in response.text and "list_type" not in response.text
+
+
+def test_a_picture_input_never_reads_a_server_path_it_was_not_given(app):
+    """The picture inputs hand their handlers the upload's path undecoded (widgets.picture_input):
+    a request naming another server file must be refused, never read (nor its existence told)."""
+    _, url, _ = app
+    for value in ({"path": "/etc/passwd"}, {"path": str(Path(__file__).resolve().parents[1] / "assets" / ".." / "README.md")}):
+        status, events = call(url, "analyze_artwork", [value])
+        assert status == 200 and "event: error" in events and "do not fit" in events, events
+        assert "passwd" not in events and "README" not in events

@@ -13,9 +13,12 @@
   outputs stay calm (no red badges) and the message is in the visitor's language.
 """
 
+from pathlib import Path
+
 import gradio as gr
 
 from artlab.ui.context import AppContext
+from artlab.workdirs import gradio_temp_dir
 from artlab.ui.i18n import L
 
 WEBCAM = gr.WebcamOptions(mirror=False, constraints={"video": {"facingMode": {"ideal": "environment"},
@@ -27,11 +30,20 @@ def buttons(ctx: AppContext, download: bool = True) -> list[str]:
     return ["fullscreen"] if ctx.kiosk or not download else ["download", "fullscreen"]
 
 
-def _uploaded_path(payload):
-    """An Image input's value as the uploaded file's path, never decoded here (see the module's doc)."""
-    if payload is None:
-        return None
-    return str(payload.path) if payload.path else None
+def _uploaded_path(allowed_roots: list[Path]):
+    """An Image input's value as the uploaded file's path, never decoded here (see the module's doc).
+
+    Only a file Gradio stored (this process's temp folder) or one the app serves anyway (gallery
+    thumbnails, assets) is handed on: a request naming any other server path, say
+    {"path": "/etc/passwd"}, is refused as an input that does not fit (guard.CheckedBlocks)."""
+    def preprocess(payload):
+        if payload is None or not payload.path:
+            return None
+        path = Path(payload.path).resolve()
+        if not any(path.is_relative_to(root) for root in allowed_roots):
+            raise ValueError("not a file Gradio stored for this app")
+        return str(path)
+    return preprocess
 
 
 def picture_input(ctx: AppContext, label: str, placeholder: str, webcam: bool = True, **kwargs) -> gr.Image:
@@ -41,7 +53,8 @@ def picture_input(ctx: AppContext, label: str, placeholder: str, webcam: bool = 
                      webcam_options=WEBCAM, buttons=["fullscreen"], **kwargs)
     # The instance's, not a subclass's (Gradio writes a .pyi stub beside the source of every Component
     # subclass); guard.CheckedBlocks gives it to the copies Gradio makes of the component too.
-    image.preprocess = image.undecoded_preprocess = _uploaded_path
+    roots = [gradio_temp_dir().resolve()] + [Path(folder).resolve() for folder in ctx.lab.public_folders()]
+    image.preprocess = image.undecoded_preprocess = _uploaded_path(roots)
     return image
 
 
