@@ -3,8 +3,9 @@
     python benchmarks/load.py [--clients 20] [--seconds 60] [--weights W] [--no-finetune]
 
 Starts `python app.py` on a free port of 127.0.0.1 (a fresh temporary gallery), warms each
-endpoint once, then runs N client threads that mix /analyze_artwork (uploads of generated
-pictures, 0.1 to 1 megapixel) and /analyze_text (titles, some in other scripts), plus one
+endpoint once, then runs N client threads that mix /predict (uploads of generated pictures, 0.1 to
+1 megapixel: the page's own endpoint skips a picture it has already analysed) and /predict_text (titles,
+some in other scripts), plus one
 fine-tune through the Train tab's API (add two classes of 6 pictures, train) while the load runs.
 Reports requests, errors (must be 0), p50/p95/max latency per endpoint, how many requests were
 told their place in the queue (and the deepest place), and the app's RSS before and after the
@@ -193,10 +194,9 @@ def timed_call(client, tally: Tally, endpoint: str, *args, check=None) -> object
 
 
 def _labels_present(result) -> str | None:
-    first = result[0] if result else None
-    if isinstance(first, dict) and "confidences" not in first and isinstance(first.get("value"), dict):
-        first = first["value"]                                   # an update: {"visible": ..., "value": ...}
-    return None if isinstance(first, dict) and first.get("confidences") else f"no labels in {str(result)[:80]}"
+    """The public endpoints answer the JSON contract: labels as [id, probability] pairs."""
+    ranked = result.get("style") or result.get("subject") or result.get("labels") if isinstance(result, dict) else None
+    return None if ranked else f"no labels in {str(result)[:80]}"
 
 
 def visitor(url: str, pictures: list[Path], deadline: float, tally: Tally, seed: int) -> None:
@@ -206,10 +206,9 @@ def visitor(url: str, pictures: list[Path], deadline: float, tally: Tally, seed:
     client = Client(url, verbose=False)
     while time.time() < deadline:
         if rng.random() < 0.5:
-            timed_call(client, tally, "analyze_artwork", handle_file(str(rng.choice(pictures))),
-                       check=_labels_present)
+            timed_call(client, tally, "predict", handle_file(str(rng.choice(pictures))), check=_labels_present)
         else:
-            timed_call(client, tally, "analyze_text", rng.choice(TEXTS), check=_labels_present)
+            timed_call(client, tally, "predict_text", rng.choice(TEXTS), check=_labels_present)
 
 
 def fine_tune(url: str, classes: dict[str, list[Path]], tally: Tally, report: dict) -> None:
@@ -259,8 +258,8 @@ def run(clients: int = 20, seconds: float = 60, weights: Path | None = None, fin
             wait_for_200(url, proc)
             startup = time.perf_counter() - started
             warm = Client(url, verbose=False)                     # models loaded before the clock starts
-            warm.predict(handle_file(str(pictures[0])), api_name="/analyze_artwork")
-            warm.predict(TEXTS[0], api_name="/analyze_text")
+            warm.predict(handle_file(str(pictures[0])), api_name="/predict")
+            warm.predict(TEXTS[0], api_name="/predict_text")
             rss_before = rss_mb(proc.pid)
             say(f"app up in {startup:.1f} s on {url} (RSS {rss_before:.0f} MB after warm-up); "
                 f"{clients} clients for {seconds:.0f} s{' + one fine-tune' if finetune else ''}")

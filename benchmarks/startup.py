@@ -5,8 +5,8 @@
 
 Starts the app as a subprocess on a free port (fresh temporary gallery unless --gallery),
 polls / until it answers 200, then sends `--requests` calls one after another through
-gradio_client: /analyze_artwork with 1-megapixel JPEGs of `--pictures` different paintings
-in turn, and every fifth call /analyze_text instead (the first call includes any model
+gradio_client: /predict (the page's /analyze_artwork skips a picture it has seen) with 1-megapixel JPEGs of `--pictures` different paintings
+in turn, and every fifth call /predict_text instead (the first call includes any model
 loading still going on). The app's RSS (VmRSS) is sampled every 100 requests; peak RSS is
 the kernel's VmHWM. "Growth" is RSS at the last sample minus RSS at request 100.
 Targets: ready <= 10 s; /analyze_artwork <= 300 ms on the 2-core CPU; peak RSS after 100
@@ -105,10 +105,10 @@ def main() -> int:
             for i in range(max(1, args.requests)):
                 t = time.perf_counter()
                 if i % 5 == 4:
-                    client.predict(TEXTS[i % len(TEXTS)], api_name="/analyze_text")
+                    client.predict(TEXTS[i % len(TEXTS)], api_name="/predict_text")
                     text_times.append(time.perf_counter() - t)
                 else:
-                    client.predict(images[i % len(images)], api_name="/analyze_artwork")
+                    client.predict(images[i % len(images)], api_name="/predict")
                     times.append(time.perf_counter() - t)
                 if (i + 1) % args.rss_every == 0:
                     rss_samples.append({"requests": i + 1, "rss_mb": round(rss_mb(proc.pid))})

@@ -233,7 +233,7 @@ def test_a_publish_killed_mid_copy_does_not_block_the_next(tiny_weights, tmp_pat
     from artlab.curation import CurationSession
     from artlab.curator import CuratorGate
     from artlab.lab import Lab
-    from artlab.ui.train_tab import make_publish
+    from artlab.ui.train_handlers import make_publish
 
     models = tmp_path / "models"
     stale = models / "colours" / ".v1.tmp"

@@ -20,7 +20,7 @@ def check(report: dict, clients: int):
     assert report["app_alive"] and report["tracebacks_in_log"] == 0
     assert report["url"].startswith("http://127.0.0.1:")
     endpoints = report["endpoints"]
-    assert endpoints["analyze_artwork"]["requests"] > 0 and endpoints["analyze_text"]["requests"] > 0
+    assert endpoints["predict"]["requests"] > 0 and endpoints["predict_text"]["requests"] > 0
     assert endpoints["train_start"]["requests"] == 1 and "Held-out accuracy" in report["finetune"]["status"]
     # More visitors than the inference group's one seat: some were told their place in the queue.
     assert report["told_place_in_queue"] > 0 and report["deepest_place"] >= 1
