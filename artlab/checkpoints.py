@@ -17,11 +17,15 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from safetensors import SafetensorError, safe_open
 
 from artlab import paths
 from artlab.files import atomic_write, atomic_write_text
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,15 @@ import io
 import math
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from artlab import paths
+
+if TYPE_CHECKING:
+    import torch
 
 MAX_BYTES = int(paths.number_setting("MAX_IMAGE_MB", 50) * 1024 * 1024)
 MAX_PIXELS = int(paths.number_setting("MAX_IMAGE_MP", 40) * 1_000_000)

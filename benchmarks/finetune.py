@@ -76,7 +76,6 @@ def main() -> int:
         card = json.loads((tmp / "model" / "art_classifier.json").read_text())
 
     report = {
-        "machine": info,
         "benchmark": "finetune", "classes": list(CLASSES), "train_images_per_class": args.per_class,
         "command_wall_s": round(wall, 2), "target_wall_s": 60,
         "test_accuracy": round(test_accuracy, 4), "test_images": count, "test_per_class": per_class,
@@ -85,7 +84,8 @@ def main() -> int:
         "train_seconds_in_card": card["training"]["seconds"],
         "base_weights": args.weights or os.environ.get("ARTLAB_WEIGHTS") or "shipped (weights/)",
         "base_model_date": card["base_model"].get("date"),
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "device": args.device or "auto"},
+        "machine": {**info, "cpu_count": os.cpu_count(), "platform": platform.platform(),
+                    "device": args.device or "auto"},
     }
     print(f"finetune 3 classes x {args.per_class} images: {wall:.1f} s wall (target <= 60 s on CPU), "
           f"test accuracy {test_accuracy:.3f} on {count} other images (target >= 0.85)")

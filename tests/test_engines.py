@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, make_image
+from conftest import ROOT
 from PIL import Image
 
 from artlab.inference import engine
@@ -76,10 +76,19 @@ def test_onnx_engine_gives_the_fp32_answers(reference, tiny_weights, monkeypatch
     assert isinstance(alone[0].embedding, np.ndarray) and isinstance(onnx.analyze(images)[0].embedding, torch.Tensor)
 
 
-def test_grad_cam_with_the_onnx_engine_explains_its_top_style(tiny_weights, monkeypatch, tmp_path):
-    onnx = _models(monkeypatch, tiny_weights, "onnx", precision="auto")
-    (result,) = onnx.analyze([onnx.prepare(_pictures(tmp_path, 1)[0])], explain=True)
-    assert result.heatmap is not None and result.heatmap.size == (90, 103)
+def test_grad_cam_from_the_onnx_graph_is_autograds(reference, tiny_weights, monkeypatch, tmp_path):
+    """The engine's Grad-CAM (closed-form gradients in the graph, no second pass) is the autograd one."""
+    from artlab.inference.engine import pixels
+
+    images = [reference.prepare(p) for p in _pictures(tmp_path)]
+    x = pixels(images, reference.input_size)
+    with torch.inference_mode():
+        _, want = reference._probs_and_cams(torch.from_numpy(x))
+    onnx = _models(monkeypatch, tiny_weights, "onnx")
+    got = onnx.onnx.probabilities(x, explain=True)["cam"]
+    assert got.shape == tuple(want.shape) and np.allclose(got, want.numpy(), atol=1e-4)
+    (result,) = onnx.analyze(images[:1], explain=True)
+    assert result.heatmap is not None and result.heatmap.size == images[0].size and "cam" not in result.extra
 
 
 def test_bf16_torch_path_agrees_with_fp32(reference, tiny_weights, monkeypatch, tmp_path):

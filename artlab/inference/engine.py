@@ -16,6 +16,7 @@ and the benchmarks get the very same answers.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -36,7 +37,8 @@ log = logging.getLogger(__name__)
 
 ENGINES = ("torch", "onnx")
 AE_SIZE = 128                   # the autoencoder's input side (artlab.models.autoencoder.IMAGE_SIZE)
-EXPORT_FORMAT = 1               # bump when the exported graphs change: the cached files are remade
+EXPORT_FORMAT = 2               # bump when the exported graphs change: the cached files are remade
+CAM_OUTPUTS = ("features", "cam_weights")   # the classifier graph's outputs for Grad-CAM (export.CAM_HEAD)
 MAX_CACHED = 16                 # ONNX files kept (18 MB a classifier, 8 MB an autoencoder)
 # Pictures per ONNX Runtime run: on a CPU a larger batch is no faster, and its activations stay in
 # ONNX Runtime's memory arena (16 pictures at 320 px with their mirror images: 1 GB of RSS; one: 180 MB).
@@ -44,11 +46,7 @@ RUN_ROWS = {"classifier": 1, "autoencoder": 8}
 
 
 def have_onnxruntime() -> bool:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("onnxruntime") is not None
 
 
 def _may_have_gpu() -> bool:
@@ -172,6 +170,15 @@ def mirror_average(out: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
     return merged
 
 
+def grad_cam(features: np.ndarray, cam_weights: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """Grad-CAM maps (N x h x w, each scaled to [0, 1]) for class top[i] of the explained head, from the
+    graph's last feature map and closed-form gradients (ArtClassifier.forward_with_cam): what
+    explain.cam_for computes with autograd, without a second pass."""
+    weights = cam_weights[np.arange(len(top)), top] / np.float32(features.shape[2] * features.shape[3])
+    cam = np.maximum(np.einsum("nc,nchw->nhw", weights, features), 0)
+    return cam / np.maximum(cam.reshape(len(cam), -1).max(1), 1e-8)[:, None, None]
+
+
 def psnr(reconstruction: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Per-image PSNR in dB for images in [-1, 1]: artlab.models.autoencoder.psnr, in NumPy."""
     mse = np.square((reconstruction - target) / np.float32(2)).reshape(len(target), -1).mean(1)
@@ -211,6 +218,7 @@ class OnnxArtModels:
         self.classifier = session(ensure_onnx(self.checkpoint))    # first: it checks the files and the card
         self.card = self.checkpoint.card
         self.labels = {head: tuple(names) for head, names in self.card["labels"].items()}
+        self.cam_head = "style" if "style" in self.labels else next(iter(self.labels))   # as export.CAM_HEAD
         self.model_id = self.checkpoint.digest
         self.input_size = int(self.card["input_size"])
         self.tta = tta
@@ -226,19 +234,26 @@ class OnnxArtModels:
         """Load (path, bytes, PIL) through the one safe loader, decoded only as large as needed."""
         return load_image(source, max_side=self.decode_side(display_side))
 
-    def probabilities(self, x: np.ndarray, tta: bool | None = None) -> dict[str, np.ndarray]:
+    def probabilities(self, x: np.ndarray, tta: bool | None = None, explain: bool = False) -> dict[str, np.ndarray]:
         """Softmax per head and the embedding for a batch in [-1, 1] at input_size; with tta the
-        mirror image rides in the same run and the two are averaged."""
+        mirror image rides in the same run and the two are averaged. With `explain`, also "cam": the
+        Grad-CAM map of each picture (not its mirror) for the top class of `cam_head`, from the same run."""
         tta = self.tta if tta is None else tta
-        names = [o.name for o in self.classifier.get_outputs()]
+        names = [o.name for o in self.classifier.get_outputs() if o.name not in CAM_OUTPUTS]
+        wanted = names + list(CAM_OUTPUTS) if explain else names
         parts = []
         for start in range(0, len(x), RUN_ROWS["classifier"]):
-            rows = x[start:start + RUN_ROWS["classifier"]]
+            rows = np.ascontiguousarray(x[start:start + RUN_ROWS["classifier"]], dtype=np.float32)
+            n = len(rows)
             if tta:
                 rows = np.concatenate([rows, rows[..., ::-1]])
-            out = dict(zip(names, self.classifier.run(None, {"image": np.ascontiguousarray(rows, dtype=np.float32)})))
-            parts.append(mirror_average(out, len(rows) // 2) if tta else out)
-        return {name: np.concatenate([part[name] for part in parts]) for name in names}
+            out = dict(zip(wanted, self.classifier.run(wanted, {"image": rows})))
+            part = {name: out[name] for name in names}
+            part = mirror_average(part, n) if tta else part
+            if explain:
+                part["cam"] = grad_cam(out["features"][:n], out["cam_weights"][:n], part[self.cam_head].argmax(1))
+            parts.append(part)
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
     def reconstruct(self, images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
         """(reconstructions N x 3 x 128 x 128 in [-1, 1], PSNR per image) of the pictures as the
@@ -253,11 +268,16 @@ class OnnxArtModels:
         for result, value, array in zip(results, values.tolist(), denormalize(recon).transpose(0, 2, 3, 1)):
             result.psnr, result.reconstruction = value, Image.fromarray(array)
 
-    def analyze(self, images: list[Image.Image], reconstruct: bool = True, tta: bool | None = None) -> list[Analysis]:
+    def analyze(self, images: list[Image.Image], reconstruct: bool = True, tta: bool | None = None,
+                explain: bool = False) -> list[Analysis]:
+        """With `explain`, each Analysis also holds extra["cam"]: its Grad-CAM map (h x w, in [0, 1])."""
         if not images:
             return []
         with self.lock:
-            results = ranked(self.probabilities(pixels(images, self.input_size), tta), self.labels, self.model_id)
+            probs = self.probabilities(pixels(images, self.input_size), tta, explain)
+            results = ranked(probs, self.labels, self.model_id)
+            for result, cam in zip(results, probs.get("cam", [])):
+                result.extra["cam"] = cam
             if reconstruct and self.autoencoder is not None:
                 self.add_reconstructions(images, results)
         return results

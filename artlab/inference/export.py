@@ -38,20 +38,40 @@ class _Probabilities(nn.Module):
         return tuple(out[h].float().softmax(1) for h in self.heads) + (out["embedding"],)
 
 
-def export_onnx(weights: str | Path, onnx_path: str | Path) -> dict:
-    """Write `onnx_path` (atomically) and return what it holds: heads, labels, input size."""
+class _WithCam(nn.Module):
+    """ArtClassifier -> (softmax per head..., embedding, features, cam_weights): the ONNX engine's graph,
+    whose last two outputs give Grad-CAM without a second pass (ArtClassifier.forward_with_cam)."""
+
+    def __init__(self, model, heads: list[str]):
+        super().__init__()
+        self.model, self.heads = model, heads
+        self.cam_head = CAM_HEAD if CAM_HEAD in heads else heads[0]
+
+    def forward(self, x):
+        out = self.model.forward_with_cam(x, self.cam_head)
+        return (tuple(out[h].float().softmax(1) for h in self.heads)
+                + (out["embedding"], out["features"], out["cam_weights"]))
+
+
+CAM_HEAD = "style"     # the head Grad-CAM explains (a model without one: its first head)
+
+
+def export_onnx(weights: str | Path, onnx_path: str | Path, cam: bool = False) -> dict:
+    """Write `onnx_path` (atomically) and return what it holds: heads, labels, input size.
+    `cam`: also the outputs Grad-CAM needs ("features", "cam_weights"; the ONNX engine's form)."""
     model, card = load_classifier(weights, "cpu")
     heads = list(card["labels"])
     size = int(card["input_size"])
-    wrapper = _Probabilities(model, heads).eval()
+    wrapper = (_WithCam if cam else _Probabilities)(model, heads).eval()
+    outputs = heads + ["embedding"] + (["features", "cam_weights"] if cam else [])
     onnx_path = Path(onnx_path)
 
     def write(tmp: Path):
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes
             torch.onnx.export(wrapper, (torch.zeros(1, 3, size, size),), str(tmp), dynamo=False,
-                              input_names=["image"], output_names=heads + ["embedding"],
-                              dynamic_axes={"image": {0: "batch"}, **{n: {0: "batch"} for n in heads + ["embedding"]}},
+                              input_names=["image"], output_names=outputs,
+                              dynamic_axes={"image": {0: "batch"}, **{n: {0: "batch"} for n in outputs}},
                               opset_version=OPSET, do_constant_folding=True)
         _add_metadata(str(tmp), {"labels": json.dumps(card["labels"], ensure_ascii=False), "input_size": str(size),
                                  "normalisation": card.get("normalisation", "RGB scaled to [-1, 1]")})
@@ -81,7 +101,7 @@ def export_for_engine(checkpoint: Checkpoint, onnx_path: str | Path) -> Path:
     """The ONNX file the ONNX engine (inference.engine) runs for a classifier or autoencoder checkpoint."""
     if checkpoint.name == AUTOENCODER_NAME:
         return export_autoencoder(checkpoint, onnx_path)
-    export_onnx(checkpoint, onnx_path)
+    export_onnx(checkpoint, onnx_path, cam=True)
     return Path(onnx_path)
 
 

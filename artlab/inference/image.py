@@ -236,17 +236,13 @@ class ArtModels:
             return self._ranked(_probs(self.classifier, x.contiguous(memory_format=torch.channels_last), self.tta))
 
     def _analyze_onnx(self, images, reconstruct: bool, explain: bool) -> list[Analysis]:
-        """The ONNX engine's analysis; with `explain`, Grad-CAM from one torch pass of the picture,
-        for the top style of the engine's (mirror-averaged) answer: the same answer either way."""
+        """The ONNX engine's analysis; with `explain`, Grad-CAM of the top style from the same run
+        (the graph also gives the feature map and the logits' gradients): the same answer either way."""
         with self.lock:
-            results = _as_tensors(self.onnx.analyze(images, reconstruct=False, tta=self.tta))
-            if explain:
-                x = normalize(torch.stack([to_uint8_tensor(letterbox(im, self.input_size)) for im in images]))
-                logits, _, fmap = classify_with_cam(self.classifier, x.to(self.device))
-                head = "style" if "style" in logits else next(iter(logits))
-                top = torch.tensor([self.labels[head].index(r.labels[head][0][0]) for r in results])
-                for result, image, cam in zip(results, images, cam_for(logits[head], fmap, top)):
-                    result.heatmap = overlay(image, cam)
+            results = _as_tensors(self.onnx.analyze(images, reconstruct=False, tta=self.tta, explain=explain))
+            for result, image in zip(results, images):
+                if "cam" in result.extra:
+                    result.heatmap = overlay(image, torch.from_numpy(result.extra.pop("cam")))
             if reconstruct and self.autoencoder is not None:
                 self._reconstruct(images, results)
         return results

@@ -87,6 +87,26 @@ class ArtClassifier(nn.Module):
         neck = self.head_dropout(neck)
         return {name: head(neck) for name, head in self.heads.items()}
 
+    def forward_with_cam(self, x: torch.Tensor, head: str) -> dict[str, torch.Tensor]:
+        """`forward`, plus what Grad-CAM needs for any class of `head`, in closed form so that it exports
+        to ONNX (which has no autograd): "features", the last feature map, and "cam_weights", the gradient
+        of each of the head's logits with respect to the mean-pooled map (N x classes x channels), through
+        the head, the neck's exact GELU (derivative: Phi(z) + z phi(z)) and the neck's content columns.
+        Grad-CAM's channel weights are these over the map's area; its map is normalised, so they serve."""
+        fmap, tapped = self.backbone(x.to(self.trunk_dtype), self.taps)
+        pooled = fmap.float().mean(dim=(2, 3))
+        if self.texture is not None:
+            pooled = torch.cat([pooled, self.texture(tapped)], dim=1)
+        linear, gelu = self.neck[1], self.neck[2]
+        z = linear(pooled)
+        neck = gelu(z)
+        out = self.classify(neck)
+        out["embedding"] = F.normalize(neck.float(), dim=1)
+        slope = 0.5 * (1 + torch.erf(z * 0.7071067811865476)) + z * torch.exp(-0.5 * z * z) * 0.3989422804014327
+        out["cam_weights"] = (self.heads[head].weight[None] * slope[:, None, :]) @ linear.weight[:, :FEATURE_CHANNELS]
+        out["features"] = fmap.float()
+        return out
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Logits per head, plus the L2-normalised embedding under "embedding"."""
         _, neck = self.features(x)
