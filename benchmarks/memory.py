@@ -11,6 +11,7 @@ The share of the models is what loading adds to the torch import. Writes JSON
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -49,7 +50,8 @@ def main() -> int:
     args = parser.parse_args()
     info = machine()   # prints the CPU's model and flags, and the image models' engine and precision
     out = subprocess.run([sys.executable, "-c", PROBE, args.weights], cwd=ROOT, capture_output=True, text=True,
-                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
+                              **{k: v for k, v in os.environ.items() if k.startswith("ARTLAB_")}})
     if out.returncode != 0:
         print(out.stderr[-2000:], file=sys.stderr)
         return 1

@@ -1,16 +1,17 @@
 """Which engine runs the image models, and the ONNX Runtime one, which needs no torch.
 
-On a CPU the classifier and the autoencoder run in ONNX Runtime, in fp32: on the 2-core Xeon it is
-three to four times as fast as PyTorch's eager fp32 (and twice bf16's), with the same numbers (README,
-"Speed"). On a GPU they run in PyTorch. `ARTLAB_ENGINE=torch|onnx` forces one (`onnx` always runs on
-the CPU); forcing `ARTLAB_PRECISION=bf16` means PyTorch, the one engine that computes in bf16.
+On a CPU the classifier and the autoencoder run in ONNX Runtime, in fp32, with PyTorch fp32's answers.
+Why (README, "Engine and precision"; 2-core Xeon): an analysis costs less than in PyTorch fp32, about
+what PyTorch bf16 costs where the CPU has bf16, and less with Grad-CAM, which comes from the same run;
+and `predict` then never imports torch (2.5 s and 500 MB of the CUDA build), which halves it against a
+ResNet-50 script. On a GPU the models run in PyTorch. `ARTLAB_ENGINE=torch|onnx` forces one (`onnx`
+always runs on the CPU); forcing `ARTLAB_PRECISION=bf16` means PyTorch, the one engine that computes in bf16.
 
-The ONNX files are made once from the shipped (or given) safetensors, the first time a model is
-used, and kept under `<user data>/onnx` (`python -m artlab settings`), keyed by the weights' digest and
-card (ARTLAB_ONNX_CACHE moves them); nothing is downloaded. `OnnxArtModels` has ArtModels' `prepare` and `analyze` (without Grad-CAM);
-`predict` uses it directly, so a command that only predicts never imports torch (2 s and 600 MB of
-the CUDA build), and ArtModels runs every CPU analysis through it: the app, `index`, `evaluate`
-and the benchmarks get the very same answers.
+The ONNX files are made once from the shipped (or given) safetensors, the first time a model is used
+(about 3 s), and kept under `<user data>/onnx` (ARTLAB_ONNX_CACHE), keyed by the weights' digest and card;
+nothing is downloaded. `OnnxArtModels` has ArtModels' `prepare` and `analyze`; `predict` uses it directly,
+and ArtModels runs every CPU analysis through it: the app, `index`, `evaluate` and the benchmarks get the
+very same answers.
 """
 
 from __future__ import annotations

@@ -159,8 +159,17 @@ class ArtModels:
     def __init__(self, weights=None, device=None, autoencoder: bool = True, tta: bool = True):
         self.device = pick_device(device)
         self.checkpoint = Checkpoint.find(weights, CLASSIFIER_NAME)   # resolved once, passed down
-        self.classifier, self.card = load_classifier_for_inference(self.checkpoint, self.device)
-        self.dtype = self.classifier.trunk_dtype
+        # Which engine answers (inference.engine): ONNX Runtime on the CPU, in fp32; torch elsewhere.
+        # With ONNX, torch's copy of the classifier is loaded only when something asks for it.
+        self.engine = engine_for(self.device)
+        self._classifier, self.onnx = None, None
+        if self.engine == "onnx":
+            self.onnx = OnnxArtModels(self.checkpoint, autoencoder=autoencoder, tta=tta)  # checks files and card
+            self.card = self.checkpoint.card
+        else:
+            self._classifier, self.card = load_classifier_for_inference(self.checkpoint, self.device)
+        self.dtype = inference_dtype(self.device)
+        self.precision = "fp32" if self.onnx else str(self.dtype).removeprefix("torch.")
         self.labels = {head: tuple(names) for head, names in self.card["labels"].items()}
         # Who made an embedding: the gallery compares only embeddings of the same classifier.
         self.model_id = self.checkpoint.digest
@@ -183,12 +192,15 @@ class ArtModels:
             self.autoencoder.to(self.dtype).to(memory_format=torch.channels_last)
         self.tta = tta
         self.lock = threading.Lock()
-        # Which engine answers (inference.engine): ONNX Runtime on the CPU, in fp32; torch elsewhere.
-        self.engine = engine_for(self.device)
-        self.onnx = (OnnxArtModels(self.checkpoint, autoencoder=self.autoencoder is not None, tta=tta)
-                     if self.engine == "onnx" else None)
-        self.precision = "fp32" if self.onnx else str(self.dtype).removeprefix("torch.")
         release_freed_memory()   # the fp32 and unfused copies made while loading
+
+    @property
+    def classifier(self) -> ArtClassifier:
+        """torch's copy of the classifier: the torch engine's; with the ONNX engine, loaded when first
+        asked for (nothing ArtLab runs on a CPU asks)."""
+        if self._classifier is None:
+            self._classifier, _ = load_classifier_for_inference(self.checkpoint, self.device)
+        return self._classifier
 
     def prepare(self, source, display_side: int = 0) -> Image.Image:
         """Load (path, bytes, PIL) through the one safe loader; raises ImageError.
