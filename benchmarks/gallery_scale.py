@@ -160,7 +160,7 @@ def measure(folder: Path, works: int, queries: int, with_models: bool) -> dict:
 
 
 def main() -> int:
-    from common import write_json
+    from common import machine, write_json
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--works", type=int, default=1_000_000)
@@ -170,6 +170,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=ROOT / "runs" / "benchmarks" / "gallery_scale.json")
     parser.add_argument("--fill-only", action="store_true", help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args()
+    info = machine()   # the CPU's model and flags, the image models' engine and precision
     if args.fill_only:
         print(f"{fill_gallery(args.gallery, args.works):.1f}")
         return 0
@@ -178,7 +179,7 @@ def main() -> int:
         fill = subprocess.run([sys.executable, __file__, "--fill-only", "--works", str(args.works),
                                "--gallery", str(folder)], check=True, capture_output=True, text=True)
         fill_s = float(fill.stdout.strip().splitlines()[-1])
-        result = {"works": args.works, "fill_s": round(fill_s, 1), "cpu": cpu_model(), "targets": TARGETS,
+        result = {"machine": info, "works": args.works, "fill_s": round(fill_s, 1), "cpu": cpu_model(), "targets": TARGETS,
                   **measure(folder, args.works, args.queries, not args.no_models)}
         result["thumbnails_mb"] = folder_mb(folder / "thumbs", "*.jpg")
     print(f"gallery of {args.works:,} works on {result['cpu']['model']} ({result['cpu']['cores']} cores; "
