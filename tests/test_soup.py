@@ -80,7 +80,7 @@ def test_soup_command_writes_a_loadable_model_with_its_card(class_folders, tmp_p
     card = json.loads((out / "art_classifier.json").read_text())
     assert card["input_size"] == 56 and card["labels"]["style"] == list(STYLES)
     soup = card["soup"]
-    assert soup["base_weight"] == 0.5 and "12 train images at 48 px" in soup["batchnorm"]
+    assert soup["base_weight"] == 0.5 and "12 train images (fit part) at 48 px" in soup["batchnorm"]
     other_file = tmp_path / "b" / "art_classifier.safetensors"
     assert soup["ingredients"]["other"]["sha256"] == hashlib.sha256(other_file.read_bytes()).hexdigest()
     assert soup["ingredients"]["base"]["command"] == "made by the test (a)"

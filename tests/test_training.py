@@ -94,7 +94,7 @@ def test_save_load_round_trip_is_exact_for_the_stored_weights(class_folders, tmp
 
 
 def test_tiny_autoencoder_training(class_folders, tmp_path):
-    card = train_autoencoder(class_folders, tmp_path, epochs=2, batch_size=16, width=16, device="cpu")
+    card = train_autoencoder(class_folders, tmp_path, epochs=4, batch_size=8, width=16, device="cpu")
     losses = [record["train_loss"] for record in card["training"]["history"]]
     assert losses[-1] < losses[0]
     assert card["metrics"]["val"]["psnr_db"] > 0
@@ -131,3 +131,31 @@ def test_time_budget_ends_training_and_its_schedule():
     assert result.out_of_time and not result.stopped
     assert 1 <= len(result.history) < 20
     assert result.history[-1]["lr"] < 0.05  # the cosine had run most of its course by the deadline
+
+
+def test_the_selection_split_is_carved_from_train_the_same_way_every_time(class_folders, tmp_path):
+    from artlab.data.folders import SELECTION_FRACTION, load_art_data, selection_files, train_part
+
+    fit, selection = load_art_data(class_folders, "fit"), load_art_data(class_folders, "selection")
+    train = load_art_data(class_folders, "train")
+    assert set(fit.paths).isdisjoint(selection.paths) and set(fit.paths) | set(selection.paths) == set(train.paths)
+    # every class of every head is in both parts, even with 4 images a class
+    for head in ("style", "subject"):
+        assert set(selection.labels[head][selection.labels[head] >= 0].tolist()) == set(range(7 if head == "style" else 5))
+    assert load_art_data(class_folders, "selection").paths == selection.paths
+    # on a large class the share is close to the fraction, and fixed by the file's class and name alone
+    files = [tmp_path / "baroque" / f"{k}.jpg" for k in range(4000)]
+    chosen = selection_files(files)
+    assert abs(len(chosen) / len(files) - SELECTION_FRACTION) < 0.02
+    moved = [tmp_path / "elsewhere" / "baroque" / f.name for f in files]
+    assert {f.name for f in selection_files(moved)} == {f.name for f in chosen}
+    assert len(train_part(files, "fit")) + len(train_part(files, "selection")) == len(files)
+
+
+def test_a_trained_classifier_card_says_which_split_chose_what(class_folders, tmp_path):
+    card = train_classifier(class_folders, tmp_path, epochs=1, batch_size=16, image_size=48, subject_repeat=1,
+                            device="cpu", command="test")
+    assert card["chosen_on"] == {"best_epoch": "selection", "input_size": "selection"}
+    assert {"selection", "val"} <= set(card["metrics"])
+    assert card["metrics"]["val"]["style"]["count"] == 14           # all of val, measured once
+    assert "selection_style" in card["training"]["history"][0] and "val_style" not in card["training"]["history"][0]

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
-from artlab import paths
 from artlab.checkpoints import save_checkpoint
-from artlab.data import folders, transforms
+from artlab.data import transforms
+from artlab.data.folders import load_art_data
 from artlab.device import pick_device
-from artlab.labels import IMAGE_HEADS, STYLES, SUBJECTS
+from artlab.labels import STYLES, SUBJECTS
 from artlab.models.autoencoder import IMAGE_SIZE as AE_SIZE
 from artlab.models.autoencoder import LATENT_SHAPE, ArtAutoencoder
 from artlab.models.backbone import load_imagenet_weights
@@ -27,40 +26,6 @@ from artlab.training.evaluate import classifier_report, mean_psnr
 from artlab.training.loop import fit
 
 log = logging.getLogger(__name__)
-
-
-def load_art_data(root: Path, split: str, limit: int | None = None) -> folders.ImageSet:
-    """styles/<split> and subjects/<split> of the shared data, as one set with two heads.
-
-    With $ARTLAB_DATA_CACHE set, the decoded set is kept there as safetensors, so parallel
-    training runs on one machine decode the JPEGs only once.
-    """
-    cache = paths.setting("DATA_CACHE")
-    cache_file = Path(cache) / f"{split}-{limit}.safetensors" if cache else None
-    if cache_file and cache_file.exists():
-        tensors = load_file(str(cache_file))
-        return folders.ImageSet(tensors["images"], {h: tensors[h] for h in IMAGE_HEADS})
-    merged = _decode_art_data(root, split, limit)
-    if cache_file:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        save_file({"images": merged.images.contiguous(), **merged.labels}, str(cache_file))
-    return merged
-
-
-def _decode_art_data(root: Path, split: str, limit: int | None) -> folders.ImageSet:
-    sets = []
-    for head, folder in (("style", "styles"), ("subject", "subjects")):
-        if (root / folder / split).is_dir():
-            sets.append(folders.load_class_folders(root / folder / split, head, IMAGE_HEADS[head],
-                                                    limit_per_class=limit))
-    if not sets:
-        raise FileNotFoundError(f"{root}: expected styles/{split}/ and/or subjects/{split}/ class folders")
-    merged = folders.ImageSet.concat(sets)
-    for head in IMAGE_HEADS:
-        merged.labels.setdefault(head, torch.full((len(merged),), -1))
-    for problem in merged.skipped:
-        log.warning("skipped %s", problem)
-    return merged
 
 
 def epoch_order(labels: dict[str, torch.Tensor], subject_repeat: int, generator) -> torch.Tensor:
@@ -99,9 +64,10 @@ def train_classifier(data_root: Path, out_dir: Path, *, epochs: int = 30, batch_
                      command: str = "") -> dict:
     device = pick_device(device)
     torch.manual_seed(seed)
-    train = load_art_data(data_root, "train", limit)
-    val = load_art_data(data_root, "val", limit)
-    log.info("train: %d images, val: %d images, device %s", len(train), len(val), device)
+    # The protocol: train on "fit", choose (best epoch, test size) on "selection", measure val once.
+    train = load_art_data(data_root, "fit", limit)
+    selection = load_art_data(data_root, "selection", limit)
+    log.info("fit: %d images, selection: %d images, device %s", len(train), len(selection), device)
     images = train.images.to(device)
     labels = {h: t.to(device) for h, t in train.labels.items()}
     model = ArtClassifier({"style": len(STYLES), "subject": len(SUBJECTS)}, texture=texture)
@@ -123,32 +89,36 @@ def train_classifier(data_root: Path, out_dir: Path, *, epochs: int = 30, batch_
         return two_head_loss(model(x), y, subject_weight)
 
     def evaluate(model):
-        report = classifier_report(model, val, image_size, device, tta=False)
+        report = classifier_report(model, selection, image_size, device, tta=False)
         style = report.get("style", {}).get("accuracy") or 0.0
         subject = report.get("subject", {}).get("accuracy") or 0.0
-        return {"val_style": style, "val_subject": subject, "score": style + 0.5 * subject}
+        return {"selection_style": style, "selection_subject": subject, "score": style + 0.5 * subject}
 
     backbone = list(model.backbone.parameters())
     rest = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
     result = fit(model, batches, step, epochs=epochs, steps_per_epoch=steps, device=device,
                  param_groups=[{"params": backbone, "lr": lr * 0.5}, {"params": rest, "lr": lr}],
                  evaluate=evaluate, time_budget_s=time_budget_s)
-    by_size = _reports_by_test_size(model, val, image_size, device)
+    by_size = _reports_by_test_size(model, selection, image_size, device)
+    size = _best_size(by_size)
+    val_report = classifier_report(model, load_art_data(data_root, "val", limit), size, device, tta=True)
     card = make_card(
         name, architecture="EfficientNet-Lite0 (ImageNet init)" + (" + Gram texture branch" if texture else "")
         + " + neck + style/subject heads",
         config={"heads": {"style": len(STYLES), "subject": len(SUBJECTS)}, "texture": texture,
                 "embed_dim": model.neck[1].out_features},
         labels={"style": list(STYLES), "subject": list(SUBJECTS)},
-        input_size=_best_size(by_size),
+        input_size=size,
         normalisation="RGB scaled to [-1, 1]; letterboxed to a square with black bars",
         test_time_augmentation="mean of softmax over the image and its mirror",
-        training_data={"styles": f"WikiArt styles/train ({(train.labels['style'] >= 0).sum().item()} images)",
-                       "subjects": f"subjects/train ({(train.labels['subject'] >= 0).sum().item()} images)"},
+        training_data={"styles": f"WikiArt styles/train, fit part ({(train.labels['style'] >= 0).sum().item()} images)",
+                       "subjects": f"subjects/train, fit part ({(train.labels['subject'] >= 0).sum().item()} images)"},
+        chosen_on={"best_epoch": "selection", "input_size": "selection"},
         training=history_record(result, batch_size=batch_size, lr=lr, augmentation="random resized crop "
                                 "(area 0.35-1), flip, +/-10 deg rotation, mild colour jitter"),
-        metrics={"val": by_size[_best_size(by_size)], "val_by_input_size": {
-            str(size): {h: r["accuracy"] for h, r in rep.items()} for size, rep in by_size.items()}},
+        metrics={"selection": by_size[size], "selection_by_input_size": {
+            str(side): {h: r["accuracy"] for h, r in rep.items()} for side, rep in by_size.items()},
+                 "val": val_report},
         command=command)
     save_checkpoint(model, out_dir / name, card)
     return card
@@ -160,10 +130,9 @@ def train_autoencoder(data_root: Path, out_dir: Path, *, epochs: int = 40, batch
                       name: str = "art_autoencoder", seed: int = 0, command: str = "") -> dict:
     device = pick_device(device)
     torch.manual_seed(seed)
-    train = load_art_data(data_root, "train", limit)
-    val = load_art_data(data_root, "val", limit)
+    train = load_art_data(data_root, "fit", limit)
+    selection_x = transforms.resize_for_eval(load_art_data(data_root, "selection", limit).images, AE_SIZE)
     images = train.images.to(device)
-    val_x = transforms.resize_for_eval(val.images, AE_SIZE)
     model = ArtAutoencoder(width).to(device).to(memory_format=torch.channels_last)
     steps = max(1, len(images) // batch_size)
 
@@ -180,21 +149,24 @@ def train_autoencoder(data_root: Path, out_dir: Path, *, epochs: int = 40, batch
         return (recon.float() - x).abs().mean() + (recon.float() - x).pow(2).mean()
 
     def evaluate(model):
-        return {"val_psnr": round(mean_psnr(model, val_x, device), 3),
-                "score": mean_psnr(model, val_x, device)}
+        value = mean_psnr(model, selection_x, device)
+        return {"selection_psnr": round(value, 3), "score": value}
 
     result = fit(model, batches, step, epochs=epochs, steps_per_epoch=steps, device=device,
                  param_groups=[{"params": model.parameters(), "lr": lr}], weight_decay=0.0,
                  warmup_epochs=0.5, evaluate=evaluate, time_budget_s=time_budget_s)
+    val_x = transforms.resize_for_eval(load_art_data(data_root, "val", limit).images, AE_SIZE)
     val_psnr = mean_psnr(model, val_x, device)
     values, code = 3 * AE_SIZE * AE_SIZE, LATENT_SHAPE[0] * LATENT_SHAPE[1] * LATENT_SHAPE[2]
     card = make_card(
         name, architecture="convolutional autoencoder, residual blocks, spatial latent", config={"width": width},
         input_size=AE_SIZE, latent_shape=list(LATENT_SHAPE), compression=f"{values} values -> {code} (1/{values // code})",
         normalisation="RGB scaled to [-1, 1]; letterboxed to a square with black bars",
-        training_data=f"WikiArt styles/train + subjects/train ({len(images)} images)",
+        training_data=f"WikiArt styles/train + subjects/train, fit part ({len(images)} images)",
+        chosen_on={"best_epoch": "selection"},
         training=history_record(result, batch_size=batch_size, lr=lr, loss="L1 + MSE"),
-        metrics={"val": {"psnr_db": round(val_psnr, 3), "count": len(val_x)}}, command=command)
+        metrics={"selection": {"psnr_db": round(mean_psnr(model, selection_x, device), 3), "count": len(selection_x)},
+                 "val": {"psnr_db": round(val_psnr, 3), "count": len(val_x)}}, command=command)
     save_checkpoint(model, out_dir / name, card)
     return card
 

@@ -100,7 +100,7 @@ def soup_classifier(base_weights, other_weights, data_root: Path, out_dir: Path,
     average_backbones(base, other, base_weight)
     base.to(memory_format=torch.channels_last)
 
-    train = load_art_data(data_root, "train", limit)
+    train = load_art_data(data_root, "fit", limit)
     pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:calibration_images]
     log.info("recalibrating BatchNorm on %d train images at %d px", len(pick), calibration_size)
     recalibrate_batchnorm(base, train.images[pick], calibration_size, device)
@@ -116,7 +116,7 @@ def soup_classifier(base_weights, other_weights, data_root: Path, out_dir: Path,
             "base_weight": base_weight,
             "ingredients": {"base": _file_record(base_path.with_suffix(".safetensors"), base_card),
                             "other": _file_record(other_path.with_suffix(".safetensors"), other_card)},
-            "batchnorm": f"running statistics measured on {len(pick)} train images at {calibration_size} px "
+            "batchnorm": f"running statistics measured on {len(pick)} train images (fit part) at {calibration_size} px "
                          f"(seed {seed}), letterboxed, no augmentation",
         },
         "command": command_line(command),
@@ -125,7 +125,7 @@ def soup_classifier(base_weights, other_weights, data_root: Path, out_dir: Path,
     # Measure the saved file as predictions will use it (fp16 storage, BatchNorm folded,
     # the inference precision), then write the card again with that measurement.
     model, _ = load_classifier_for_inference(path, device)
-    val = load_art_data(data_root, "val", limit)
-    card["metrics"] = {"val": classifier_report(model, val, size, device, tta=True)}
+    card["metrics"] = {split: classifier_report(model, load_art_data(data_root, split, limit), size, device, tta=True)
+                       for split in ("selection", "val")}
     save_checkpoint(base, path, card)
     return card
