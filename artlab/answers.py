@@ -18,10 +18,13 @@ SCORE_DIGITS = 4
 
 def picture_json(analysis, path=None) -> dict:
     """One line of `predict --json`: each head's [id, probability] pairs for every class, best
-    first, and "psnr" (dB) when the autoencoder ran; led by "path" when the CLI names a file."""
+    first (calibrated), "unsure" (true when the picture does not look like a painting the model
+    knows: its labels are then a guess), and "psnr" (dB) when the autoencoder ran; led by "path"
+    when the CLI names a file."""
     record = {"path": str(path)} if path is not None else {}
     for head, ranked in analysis.labels.items():
         record[head] = [[name, round(p, SCORE_DIGITS)] for name, p in ranked]
+    record["unsure"] = bool(analysis.unsure)
     if analysis.psnr is not None:
         record["psnr"] = round(analysis.psnr, 2)
     return record
@@ -96,7 +99,10 @@ _WORK = {"type": "object", "required": ["id", "title", "style", "subject", "adde
                         "year": _OPTIONAL_TEXT, "style": {"type": "string"}, "subject": {"type": "string"},
                         "psnr": {"anyOf": [{"type": "number"}, {"type": "null"}]}, "added": {"type": "string"}}}
 
-PICTURE_SCHEMA = {"type": "object", "required": ["similar", "model"], "properties": {
+_UNSURE = {"type": "boolean", "description": "true when the input does not look like what the model knows "
+           "(not a painting, or a text of unknown words): its labels are then a guess"}
+PICTURE_SCHEMA = {"type": "object", "required": ["unsure", "similar", "model"], "properties": {
+    "unsure": _UNSURE,
     "style": _pairs("style"), "subject": _pairs("subject"),
     "labels": {**_pairs("class"), "description": "a fine-tuned model's own classes, best first (only then)"},
     "psnr": {"type": "number", "description": "the autoencoder's reconstruction PSNR in dB"},

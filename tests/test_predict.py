@@ -26,7 +26,7 @@ def test_json_contract_for_good_images(capsys, tmp_path, tiny_weights):
     assert code == 0
     assert [line["path"] for line in lines] == paths
     for line in lines:
-        assert set(line) == {"path", "style", "subject", "psnr"}
+        assert set(line) == {"path", "style", "subject", "unsure", "psnr"} and line["unsure"] is False
         assert [name for name, _ in line["style"]] != [] and {n for n, _ in line["style"]} == set(STYLES)
         assert {n for n, _ in line["subject"]} == set(SUBJECTS)
         probs = [p for _, p in line["style"]]

@@ -34,6 +34,13 @@ def register(sub):
     t.add_argument("--device")
     t.set_defaults(run=run_train)
 
+    c = sub.add_parser("calibrate", help="fit a classifier's temperatures and its unsure rule; write them to its card")
+    c.add_argument("--data", required=True, type=Path, help="folder holding styles/ and subjects/ (train and val)")
+    c.add_argument("--weights", help="classifier folder (default: the shipped weights; its card is rewritten)")
+    c.add_argument("--photos", type=Path, help="a folder of photos (not paintings) to measure the unsure rule on too")
+    c.add_argument("--device")
+    c.set_defaults(run=run_calibrate)
+
     e = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix on class folders")
     e.add_argument("--data", required=True, type=Path,
                    help="class folders (e.g. ../shared/data/styles/val), or a folder with styles/ and subjects/")
@@ -111,6 +118,8 @@ def _readable(record: dict) -> str:
     if "error" in record:
         return f"{record['path']}\n  error: {record['error']}"
     lines = [record["path"]]
+    if record.get("unsure"):
+        lines.append("  unsure: this does not look like a painting the model knows; the labels below are a guess")
     for head, ranked in record.items():
         if isinstance(ranked, list):
             top = ", ".join(f"{name} {p:.0%}" for name, p in ranked[:3])
@@ -157,4 +166,11 @@ def run_soup(args) -> int:
                            calibration_size=args.calibration_size, limit=args.limit,
                            device=args.device, command=args.command_line)
     print(json.dumps({h: r["accuracy"] for h, r in card["metrics"]["val"].items()}))
+    return 0
+
+
+def run_calibrate(args) -> int:
+    from artlab.training.calibrate import calibrate, print_calibration
+
+    print_calibration(calibrate(args.data, args.weights, args.device, args.photos))
     return 0

@@ -31,8 +31,15 @@ import numpy as np
 from PIL import Image
 
 from artlab import paths
-from artlab.checkpoints import AUTOENCODER_NAME, CLASSIFIER_NAME, Checkpoint, WeightsError, check_checkpoint
+from artlab.checkpoints import (
+    AUTOENCODER_NAME,
+    CLASSIFIER_NAME,
+    Checkpoint,
+    WeightsError,
+    check_checkpoint,
+)
 from artlab.images import denormalize, letterbox, load_image, normalize
+from artlab.inference.calibration import Calibration, calibration_for
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +105,9 @@ def ensure_onnx(checkpoint: Checkpoint) -> Path:
     check_checkpoint(checkpoint.path)
     path = onnx_file(checkpoint)
     if not path.is_file():
-        from artlab.inference.export import export_for_engine  # torch: only when a file is missing
+        from artlab.inference.export import (
+            export_for_engine,  # torch: only when a file is missing
+        )
 
         log.info("making %s from %s (once)", path, checkpoint.path)
         export_for_engine(checkpoint, path)
@@ -150,22 +159,25 @@ class Analysis:
     heatmap: Image.Image | None = None                # Grad-CAM of the top style over the image
     extra: dict = field(default_factory=dict)
     model: str | None = None                          # which classifier answered (ArtModels.model_id)
+    unsure: bool = False                              # not like the paintings it learned from (calibration)
     # As JSON: artlab.answers.picture_json (the one builder of `predict --json` and /predict).
 
 
 def ranked(probs: dict[str, np.ndarray], labels: dict[str, tuple], model_id: str | None) -> list[Analysis]:
     """One Analysis per row: each head's labels, best first (a stable sort: ties keep the labels'
-    order, as ArtModels' torch ranking does), and the embedding."""
+    order), the embedding, and whether the model is unsure (probs["unsure"], from Calibration.apply).
+    Both engines rank here."""
     order = {head: np.argsort(-probs[head], axis=1, kind="stable") for head in labels}
+    unsure = probs.get("unsure", np.zeros(len(probs["embedding"]), bool))
     return [Analysis({head: [(labels[head][j], float(probs[head][i, j])) for j in order[head][i]] for head in labels},
-                     probs["embedding"][i].copy(), model=model_id)
+                     probs["embedding"][i].copy(), model=model_id, unsure=bool(unsure[i]))
             for i in range(len(probs["embedding"]))]
 
 
 def mirror_average(out: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
     """The first n rows averaged with their mirror images (rows n..2n): probabilities averaged,
     embeddings summed and L2-normalised (as torch's F.normalize, eps 1e-12)."""
-    merged = {k: (v[:n] + v[n:]) / np.float32(2) for k, v in out.items() if k != "embedding"}
+    merged = {k: (v[:n] + v[n:]) / np.float32(2) for k, v in out.items() if k not in ("embedding", "features")}
     embedding = out["embedding"][:n] + out["embedding"][n:]
     merged["embedding"] = embedding / np.maximum(np.linalg.norm(embedding, axis=1, keepdims=True), 1e-12)
     return merged
@@ -220,6 +232,7 @@ class OnnxArtModels:
         self.card = self.checkpoint.card
         self.labels = {head: tuple(names) for head, names in self.card["labels"].items()}
         self.cam_head = "style" if "style" in self.labels else next(iter(self.labels))   # as export.CAM_HEAD
+        self.calibration = calibration_for(self.checkpoint)
         self.model_id = self.checkpoint.digest
         self.input_size = int(self.card["input_size"])
         self.tta = tta
@@ -235,13 +248,18 @@ class OnnxArtModels:
         """Load (path, bytes, PIL) through the one safe loader, decoded only as large as needed."""
         return load_image(source, max_side=self.decode_side(display_side))
 
-    def probabilities(self, x: np.ndarray, tta: bool | None = None, explain: bool = False) -> dict[str, np.ndarray]:
-        """Softmax per head and the embedding for a batch in [-1, 1] at input_size; with tta the
-        mirror image rides in the same run and the two are averaged. With `explain`, also "cam": the
-        Grad-CAM map of each picture (not its mirror) for the top class of `cam_head`, from the same run."""
+    def probabilities(self, x: np.ndarray, tta: bool | None = None, explain: bool = False,
+                      calibrated: bool = True, pooled: bool = False) -> dict[str, np.ndarray]:
+        """Softmax per head and the embedding for a batch in [-1, 1] at input_size, calibrated (with
+        "unsure") as the card says; with tta the mirror image rides in the same run and the two are
+        averaged. With `explain`, also "cam": the Grad-CAM map of each picture (not its mirror) for
+        the top class of `cam_head`, from the same run. `calibrated=False, pooled=True`: the raw
+        outputs and the pooled feature map, which `calibrate` fits the calibration on."""
         tta = self.tta if tta is None else tta
         names = [o.name for o in self.classifier.get_outputs() if o.name not in CAM_OUTPUTS]
-        wanted = names + list(CAM_OUTPUTS) if explain else names
+        calibration = self.calibration if calibrated else Calibration()
+        pooled = pooled or "pooled" in calibration.needs      # the unsure rule reads the pooled feature map
+        wanted = names + (list(CAM_OUTPUTS) if explain else ["features"] if pooled else [])
         parts = []
         for start in range(0, len(x), RUN_ROWS["classifier"]):
             rows = np.ascontiguousarray(x[start:start + RUN_ROWS["classifier"]], dtype=np.float32)
@@ -250,7 +268,9 @@ class OnnxArtModels:
                 rows = np.concatenate([rows, rows[..., ::-1]])
             out = dict(zip(wanted, self.classifier.run(wanted, {"image": rows})))
             part = {name: out[name] for name in names}
-            part = mirror_average(part, n) if tta else part
+            if pooled:
+                part["pooled"] = out["features"].mean(axis=(2, 3))
+            part = calibration.apply(mirror_average(part, n) if tta else part)
             if explain:
                 part["cam"] = grad_cam(out["features"][:n], out["cam_weights"][:n], part[self.cam_head].argmax(1))
             parts.append(part)

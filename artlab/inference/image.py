@@ -9,6 +9,7 @@ inference.engine), the analysis is its, and torch adds only Grad-CAM's pass when
 import logging
 import threading
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -22,6 +23,7 @@ from artlab.checkpoints import (
 from artlab.data.transforms import resize_for_eval
 from artlab.device import inference_dtype, pick_device
 from artlab.images import denormalize, letterbox, load_image, normalize, to_uint8_tensor
+from artlab.inference.calibration import calibration_for
 from artlab.inference.engine import Analysis, OnnxArtModels, engine_for, ranked
 from artlab.inference.explain import cam_for, classify_with_cam, overlay
 from artlab.memory import release_freed_memory
@@ -35,25 +37,29 @@ log = logging.getLogger(__name__)
 
 @torch.inference_mode()
 def classifier_probs(model: ArtClassifier, images_uint8: torch.Tensor, size: int, device,
-                     tta: bool = True, batch_size: int = 128) -> dict[str, torch.Tensor]:
-    """Softmax per head (and embeddings) for uint8 images; with tta, averaged with the mirror image."""
+                     tta: bool = True, batch_size: int = 128, pooled: bool = False) -> dict[str, torch.Tensor]:
+    """Softmax per head (and embeddings; with `pooled`, the pooled feature map) for uint8 images,
+    uncalibrated; with tta, averaged with the mirror image."""
     model.eval()
     outs: dict[str, list] = {}
     for i in range(0, len(images_uint8), batch_size):
         x = resize_for_eval(images_uint8[i:i + batch_size].to(device), size)
         x = x.contiguous(memory_format=torch.channels_last)
-        result = _probs(model, x, tta)
+        result = _probs(model, x, tta, pooled)
         for k, v in result.items():
             outs.setdefault(k, []).append(v.float().cpu())
     return {k: torch.cat(v) for k, v in outs.items()}
 
 
-def _probs(model, x, tta):
-    """Softmax per head and the embedding; with tta the mirror image rides in the same batch."""
+def _probs(model, x, tta, pooled: bool = False):
+    """Softmax per head and the embedding (and with `pooled`, the mean-pooled last feature map, which
+    the unsure rule reads); with tta the mirror image rides in the same batch and the two are averaged."""
     n = len(x)
-    out = model(torch.cat([x, x.flip(3)]) if tta else x)
-    probs = {k: v.float().softmax(1) for k, v in out.items() if k != "embedding"}
-    embedding = out["embedding"]
+    fmap, neck = model.features(torch.cat([x, x.flip(3)]) if tta else x)
+    probs = {k: v.float().softmax(1) for k, v in model.classify(neck).items()}
+    if pooled:
+        probs["pooled"] = fmap.float().mean(dim=(2, 3))
+    embedding = F.normalize(neck.float(), dim=1)
     if tta:
         probs = {k: (v[:n] + v[n:]) / 2 for k, v in probs.items()}
         embedding = F.normalize(embedding[:n] + embedding[n:], dim=1)
@@ -171,6 +177,7 @@ class ArtModels:
         self.dtype = inference_dtype(self.device)
         self.precision = "fp32" if self.onnx else str(self.dtype).removeprefix("torch.")
         self.labels = {head: tuple(names) for head, names in self.card["labels"].items()}
+        self.calibration = calibration_for(self.checkpoint)
         # Who made an embedding: the gallery compares only embeddings of the same classifier.
         self.model_id = self.checkpoint.digest
         self.input_size = int(self.card["input_size"])
@@ -228,7 +235,7 @@ class ArtModels:
             if explain:
                 probs, cams = self._probs_and_cams(x)
             else:
-                probs, cams = _probs(self.classifier, x, self.tta), None
+                probs, cams = _probs(self.classifier, x, self.tta, self._pooled), None
             results = self._ranked(probs)
             if cams is not None:
                 for result, image, cam in zip(results, images, cams):
@@ -245,7 +252,8 @@ class ArtModels:
             if self.onnx is not None and x.device.type == "cpu":
                 return _as_tensors(ranked(self.onnx.probabilities(x.float().numpy(), self.tta), self.labels,
                                           self.model_id))
-            return self._ranked(_probs(self.classifier, x.contiguous(memory_format=torch.channels_last), self.tta))
+            x = x.contiguous(memory_format=torch.channels_last)
+            return self._ranked(_probs(self.classifier, x, self.tta, self._pooled))
 
     def _analyze_onnx(self, images, reconstruct: bool, explain: bool) -> list[Analysis]:
         """The ONNX engine's analysis; with `explain`, Grad-CAM of the top style from the same run
@@ -265,33 +273,30 @@ class ArtModels:
         if self.onnx is not None and other.onnx is not None:
             self.onnx.autoencoder = other.onnx.autoencoder
 
-    def _ranked(self, probs: dict[str, torch.Tensor]) -> list[Analysis]:
-        """One Analysis per row: each head's labels, best first, and the embedding (on the CPU).
+    @property
+    def _pooled(self) -> bool:
+        return "pooled" in self.calibration.needs
 
-        Ranked where the probabilities are (a stable sort: ties keep the labels' order) and brought
-        back in one transfer: a copy per head and a Python sort per image cost a GPU's bulk index
-        more than its model did."""
-        heads = list(self.labels)
-        ranked = [probs[head].float().sort(dim=1, descending=True, stable=True) for head in heads]
-        packed = torch.cat([r.values for r in ranked] + [r.indices.float() for r in ranked]
-                           + [probs["embedding"].float()], dim=1).cpu()
-        widths = [len(self.labels[head]) for head in heads]
-        values, indices, embeddings = packed.split([sum(widths), sum(widths), packed.shape[1] - 2 * sum(widths)], 1)
-        values, indices, embeddings = values.tolist(), indices.int().tolist(), embeddings.contiguous()
-        starts = [sum(widths[:k]) for k in range(len(heads))]
-        return [Analysis({head: [(self.labels[head][j], p) for j, p in zip(indices[i][start:start + width],
-                                                                             values[i][start:start + width])]
-                          for head, start, width in zip(heads, starts, widths)}, embeddings[i], model=self.model_id)
-                for i in range(len(embeddings))]
+    def _ranked(self, probs: dict[str, torch.Tensor]) -> list[Analysis]:
+        """One Analysis per row, calibrated and ranked as the ONNX engine does (engine.ranked), with
+        torch embeddings. Everything comes back from the device in one transfer: a copy per head
+        cost a GPU's bulk index more than its model did."""
+        names = [*self.labels, "embedding"] + (["pooled"] if "pooled" in probs else [])
+        packed = torch.cat([probs[name].float() for name in names], dim=1).cpu().numpy()
+        widths = [probs[name].shape[1] for name in names]
+        arrays = dict(zip(names, np.split(packed, np.cumsum(widths)[:-1], axis=1)))
+        return _as_tensors(ranked(self.calibration.apply(arrays), self.labels, self.model_id))
 
     def _probs_and_cams(self, x):
         """`_probs` with the first pass run under autograd, so Grad-CAM reuses it."""
         logits, neck, fmap = classify_with_cam(self.classifier, x)
         probs = {k: v.detach().float().softmax(1) for k, v in logits.items()}
+        if self._pooled:
+            probs["pooled"] = fmap.detach().float().mean(dim=(2, 3))
         embedding = F.normalize(neck.detach().float(), dim=1)
         if self.tta:
-            flipped = self.classifier(x.flip(3))
-            probs = {k: (v + flipped[k].float().softmax(1)) / 2 for k, v in probs.items()}
+            flipped = _probs(self.classifier, x.flip(3), tta=False, pooled=self._pooled)
+            probs = {k: (v + flipped[k]) / 2 for k, v in probs.items()}
             embedding = F.normalize(embedding + flipped["embedding"], dim=1)
         probs["embedding"] = embedding
         # Explain the style the user is shown: the top of the (mirror-averaged) probabilities

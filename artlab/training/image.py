@@ -107,21 +107,28 @@ def train_classifier(data_root: Path, out_dir: Path, *, epochs: int = 30, batch_
         + " + neck + style/subject heads",
         config={"heads": {"style": len(STYLES), "subject": len(SUBJECTS)}, "texture": texture,
                 "embed_dim": model.neck[1].out_features},
-        labels={"style": list(STYLES), "subject": list(SUBJECTS)},
-        input_size=size,
+        labels={"style": list(STYLES), "subject": list(SUBJECTS)}, input_size=size,
         normalisation="RGB scaled to [-1, 1]; letterboxed to a square with black bars",
         test_time_augmentation="mean of softmax over the image and its mirror",
-        training_data={"styles": f"WikiArt styles/train, fit part ({(train.labels['style'] >= 0).sum().item()} images)",
-                       "subjects": f"subjects/train, fit part ({(train.labels['subject'] >= 0).sum().item()} images)"},
-        chosen_on={"best_epoch": "selection", "input_size": "selection"},
+        training_data=_fit_part_counts(train), chosen_on={"best_epoch": "selection", "input_size": "selection"},
         training=history_record(result, batch_size=batch_size, lr=lr, augmentation="random resized crop "
                                 "(area 0.35-1), flip, +/-10 deg rotation, mild colour jitter"),
-        metrics={"selection": by_size[size], "selection_by_input_size": {
-            str(side): {h: r["accuracy"] for h, r in rep.items()} for side, rep in by_size.items()},
-                 "val": val_report},
-        command=command)
+        metrics=_selection_then_val(by_size, size, val_report), command=command)
     save_checkpoint(model, out_dir / name, card)
     return card
+
+
+def _fit_part_counts(train) -> dict:
+    """The card's training data: the fit part of each train folder (calibrate reads "fit part")."""
+    return {"styles": f"WikiArt styles/train, fit part ({(train.labels['style'] >= 0).sum().item()} images)",
+            "subjects": f"subjects/train, fit part ({(train.labels['subject'] >= 0).sum().item()} images)"}
+
+
+def _selection_then_val(by_size: dict, size: int, val_report: dict) -> dict:
+    return {"selection": by_size[size],
+            "selection_by_input_size": {str(side): {h: r["accuracy"] for h, r in rep.items()}
+                                        for side, rep in by_size.items()},
+            "val": val_report}
 
 
 def train_autoencoder(data_root: Path, out_dir: Path, *, epochs: int = 40, batch_size: int = 64,

@@ -80,6 +80,8 @@ def analyze(ctx: AppContext, path, lang: str, weights, shown, progress=gr.Progre
         log.error("the models could not be loaded: %s", e)
         return _quiet({"messages": ["models_failed"]}, lang, reset)
     analysis = look.analysis
+    if analysis.unsure:
+        messages = [*messages, "unsure_picture"]
     shown = {"source": path, "model_path": model, "heads": analysis.labels, "psnr": analysis.psnr,
              "model": look.model_key, "messages": messages}
     items, ids = cards(look.similar)

@@ -30,6 +30,8 @@ TEXTS = {
         "gradcam": "Where the model looked (drag to compare with the picture)",
         "heat_low": "less attention", "heat_high": "more attention",
         "ae_pair": "What the autoencoder saw, and what it rebuilt (drag to compare)",
+        "unsure_picture": "Unsure: this does not look like a painting the model knows (a photo, a screen, a blank "
+                          "picture?). The labels below are only a guess.",
         "psnr_sentence": "**{psnr:.1f} dB** PSNR: how faithfully the autoencoder rebuilt the picture "
                          "from a code 48 times smaller.",
         "similar": "Similar works in the gallery", "looking": "Looking at the artwork…",
@@ -156,6 +158,7 @@ TEXTS = {
         "style": "风格", "subject": "题材", "your_model": "您的模型",
         "gradcam": "模型关注的区域（拖动滑块与原图对比）", "heat_low": "关注较少", "heat_high": "关注较多",
         "ae_pair": "自编码器看到的与重建的图像（拖动滑块对比）",
+        "unsure_picture": "不确定：这看起来不像模型认识的绘画（照片、屏幕截图或空白图片？）。下面的标签只是猜测。",
         "psnr_sentence": "**{psnr:.1f} dB** PSNR：自编码器从小 48 倍的编码中重建图像的忠实程度。",
         "similar": "画廊中的相似作品", "looking": "正在分析作品…",
         "need_picture": "请先上传、粘贴或拍摄一件作品，ArtLab 会立即分析。",
