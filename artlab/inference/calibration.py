@@ -43,12 +43,15 @@ class Space:
     whitening: np.ndarray               # D x r
     max_distance: float
 
+    def __post_init__(self):
+        # The centres' projection, once (12 x 1280 x 512 multiply-adds: more than a picture's own).
+        object.__setattr__(self, "_projected_centres", self.centres.astype(np.float64) @ self.whitening)
+
     def distances(self, rows: np.ndarray) -> np.ndarray:
         """Squared whitened distance of each row to its nearest class centre (Mahalanobis in the
         top r directions; Lee et al., 2018, with one covariance shared by all classes)."""
         projected = rows.astype(np.float64) @ self.whitening
-        centres = self.centres.astype(np.float64) @ self.whitening
-        return ((projected[:, None, :] - centres[None]) ** 2).sum(axis=2).min(axis=1)
+        return ((projected[:, None, :] - self._projected_centres[None]) ** 2).sum(axis=2).min(axis=1)
 
 
 @dataclass(frozen=True)
