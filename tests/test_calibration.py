@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from artlab.cli import main
 from artlab.answers import picture_json
+from artlab.cli import main
 from artlab.data.nonpaintings import KINDS, make_nonpaintings
 from artlab.inference.calibration import (
     Calibration,
@@ -176,3 +176,13 @@ def test_evaluate_prints_the_calibration_error_and_the_unsure_share(calibrated_w
                  str(calibrated_weights)]) == 0
     printed = capsys.readouterr().out
     assert "expected calibration error" in printed and "unsure on" in printed and "chosen on: val" in printed
+
+
+def test_evaluate_prints_the_selection_split_and_val_of_a_data_folder(tiny_weights, class_folders, capsys, tmp_path):
+    out = tmp_path / "report.json"
+    assert main(["evaluate", "--data", str(class_folders), "--weights", str(tiny_weights), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "art_classifier on selection:" in printed and "art_classifier on val:" in printed
+    report = json.loads(out.read_text())
+    assert report["selection"]["heads"]["style"]["count"] == 7          # one of each style's 4 train images
+    assert report["val"]["heads"]["style"]["count"] == 14

@@ -44,7 +44,9 @@ def register(sub):
     e = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix on class folders")
     e.add_argument("--data", required=True, type=Path,
                    help="class folders (e.g. ../shared/data/styles/val), or a folder with styles/ and subjects/")
-    e.add_argument("--split", default="val", help="with a styles/+subjects/ folder: which split")
+    e.add_argument("--split", default="selection,val",
+                   help="with a styles/+subjects/ folder: which splits, comma-separated: selection (carved from "
+                        "train, where choices are made), val (measured once per model), train, fit")
     e.add_argument("--weights")
     e.add_argument("--json", type=Path, help="also write the report as JSON to this file")
     e.add_argument("--no-tta", action="store_true", help="without the mirrored second pass")
@@ -150,10 +152,16 @@ def run_train(args) -> int:
 def run_evaluate(args) -> int:
     from artlab.training.evaluate import evaluate_folder, print_report
 
-    report = evaluate_folder(args.data, args.weights, split=args.split, tta=not args.no_tta, device=args.device,
-                             size=args.size)
-    print_report(report)
+    splits = args.split.split(",")
+    if not any((Path(args.data) / child).is_dir() for child in ("styles", "subjects")):
+        splits = splits[-1:]           # class folders themselves: one evaluation, whatever the split
+    reports = {}
+    for split in splits:
+        reports[split] = evaluate_folder(args.data, args.weights, split=split, tta=not args.no_tta,
+                                         device=args.device, size=args.size)
+        print_report(reports[split])
     if args.json:
+        report = reports[splits[0]] if len(splits) == 1 else reports
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 

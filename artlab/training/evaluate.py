@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from artlab.checkpoints import CLASSIFIER_NAME, Checkpoint, WeightsError
-from artlab.data.folders import ImageSet, load_class_folders
+from artlab.data.folders import SPLIT_PARTS, ImageSet, load_class_folders
 from artlab.data.text import (
     TEXT_TASKS,
     TextSet,
@@ -39,11 +39,13 @@ def _heads_for(folder: Path, card_labels: dict) -> list[str]:
 
 
 def collect(folder: Path, card_labels: dict, split: str) -> list[tuple[str, Path]]:
-    """(head, class-folder root) pairs found at `folder`."""
+    """(head, class-folder root) pairs found at `folder` (for "selection" and "fit", the train
+    folders: evaluate_folder keeps that part of them)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder")
     found = [(head, folder) for head in _heads_for(folder, card_labels)]
+    split = "train" if split in SPLIT_PARTS else split
     for child in ("styles", "subjects"):
         if (folder / child / split).is_dir():
             found += [(head, folder / child / split) for head in _heads_for(folder / child / split, card_labels)]
@@ -64,7 +66,7 @@ def evaluate_folder(folder, weights=None, split: str = "val", tta: bool = True, 
     calibration = calibration_for(Checkpoint.find(weights, CLASSIFIER_NAME))
     onnx = (OnnxArtModels(weights, autoencoder=False, tta=tta)
             if size == card["input_size"] and engine_for(device) == "onnx" else None)
-    report = {"weights": card.get("name"), "tta": tta, "input_size": size, "engine": "onnx" if onnx else "torch",
+    report = {"weights": card.get("name"), "split": split, "tta": tta, "input_size": size, "engine": "onnx" if onnx else "torch",
               "precision": "float32" if onnx else str(model.trunk_dtype).removeprefix("torch."),
               "calibration": (card.get("calibration") or {}).get("chosen_on"), "heads": {}}
     pooled = bool(calibration.needs)
@@ -72,7 +74,8 @@ def evaluate_folder(folder, weights=None, split: str = "val", tta: bool = True, 
         labels = tuple(card["labels"][head])
         # Decoded straight to the input size, letterboxed as the app and `predict` do (not via the
         # 224 px training cache): subjects' 320 px originals scored 0.893 through the cache, 0.867 as users get them.
-        data: ImageSet = load_class_folders(root, head, labels, size=size)
+        part = split if split in SPLIT_PARTS and root != Path(folder) else None
+        data: ImageSet = load_class_folders(root, head, labels, size=size, part=part)
         raw = (_onnx_probs(onnx, data.images, size, pooled) if onnx else
                {k: v.numpy() for k, v in classifier_probs(model, data.images, size, device, tta, pooled=pooled).items()})
         calibrated = calibration.apply(raw)
@@ -95,7 +98,7 @@ def _onnx_probs(onnx: OnnxArtModels, images: torch.Tensor, size: int, pooled: bo
 
 
 def print_report(report: dict) -> None:
-    print(f"{report['weights']}: input {report['input_size']} px, mirror TTA {'on' if report['tta'] else 'off'}, "
+    print(f"{report['weights']} on {report.get('split', 'val')}: input {report['input_size']} px, mirror TTA {'on' if report['tta'] else 'off'}, "
           f"{report.get('engine', 'torch')} engine, convolutions in {report['precision']} "
           f"(ARTLAB_ENGINE=torch|onnx, ARTLAB_PRECISION=fp32|bf16 choose)")
     if report.get("calibration"):
