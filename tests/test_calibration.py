@@ -72,6 +72,8 @@ def test_the_whitened_distance_is_mahalanobis_to_the_nearest_centre():
     assert np.allclose(space.distances(probe)[:3], 1.0, atol=0.1)
     rule = UnsureRule((space,))
     assert rule.flags({"pooled": probe}).tolist() == [False, False, False, False, True]
+    # what is stored is what was fitted (a column selection comes out in Fortran order)
+    assert whitening.flags["C_CONTIGUOUS"] and centres.flags["C_CONTIGUOUS"]
 
 
 def test_a_card_without_calibration_answers_as_before():
@@ -103,7 +105,7 @@ def calibrated_weights(tiny_weights, class_folders, tmp_path_factory):
     return folder
 
 
-def test_the_calibrate_command_writes_the_card_and_its_companion(calibrated_weights, capsys):
+def test_the_calibrate_command_writes_the_card_and_its_companion(calibrated_weights, class_folders):
     card = json.loads((calibrated_weights / "art_classifier.json").read_text())
     section = card["calibration"]
     assert set(section["temperature"]) == {"style", "subject"}
@@ -112,7 +114,16 @@ def test_the_calibrate_command_writes_the_card_and_its_companion(calibrated_weig
     assert val["style"]["count"] == 14 and 0 <= val["unsure_paintings"] <= 0.5
     assert section["metrics"]["nonpaintings"]["count"] == 180
     assert set(section["metrics"]["nonpaintings"]["per_kind"]) == set(KINDS)
-    assert companion_file(calibrated_weights / "art_classifier.safetensors").is_file()
+    companion = companion_file(calibrated_weights / "art_classifier.safetensors")
+    assert companion.is_file()
+    # the threshold is the quantile of val distances measured with the stored centres and whitening
+    from artlab.checkpoints import Checkpoint
+    from artlab.training.calibrate import labelled_outputs
+
+    checkpoint = Checkpoint.find(calibrated_weights, "art_classifier")
+    space = calibration_from_card(card, __import__("safetensors.numpy").numpy.load_file(str(companion))).unsure.spaces[0]
+    distances = space.distances(labelled_outputs(checkpoint, class_folders, "val", "cpu")["pooled"])
+    assert space.max_distance == pytest.approx(np.quantile(distances, 0.96), rel=1e-3)
 
 
 def test_both_engines_give_the_same_calibrated_answers_and_unsure_flags(calibrated_weights, monkeypatch):

@@ -56,7 +56,9 @@ def fit_space(rows: np.ndarray, groups: np.ndarray, rank: int = RANK, shrink: fl
     values, vectors = np.linalg.eigh(cov)
     values = np.maximum(values, max(values.max(), 1e-12) * 1e-9)    # a constant feature must not divide by 0
     top = np.argsort(values)[::-1][:rank]
-    return centres.astype(np.float32), (vectors[:, top] / np.sqrt(values[top])).astype(np.float32)
+    # C order: a column selection comes out in Fortran order, and safetensors writes the raw buffer
+    return (np.ascontiguousarray(centres, dtype=np.float32),
+            np.ascontiguousarray(vectors[:, top] / np.sqrt(values[top]), dtype=np.float32))
 
 
 def raw_outputs(checkpoint: Checkpoint, images: torch.Tensor, device) -> dict[str, np.ndarray]:
@@ -211,7 +213,8 @@ def _write(checkpoint: Checkpoint, section: dict, space: Space) -> None:
     from safetensors.numpy import save_file
 
     # float32: a whitening holds 1 / standard deviations, which can pass fp16's 65,504
-    tensors = {f"{space.name}.centres": space.centres, f"{space.name}.whitening": space.whitening}
+    tensors = {f"{space.name}.centres": np.ascontiguousarray(space.centres),
+               f"{space.name}.whitening": np.ascontiguousarray(space.whitening)}
     atomic_write(companion_file(checkpoint.path), lambda tmp: save_file(tensors, str(tmp)))
     card = {**checkpoint.card, "calibration": section}
     atomic_write_text(checkpoint.path.with_suffix(".json"), json.dumps(card, indent=2, ensure_ascii=False) + "\n")
