@@ -134,7 +134,12 @@ def test_time_budget_ends_training_and_its_schedule():
 
 
 def test_the_selection_split_is_carved_from_train_the_same_way_every_time(class_folders, tmp_path):
-    from artlab.data.folders import SELECTION_FRACTION, load_art_data, selection_files, train_part
+    from artlab.data.folders import (
+        SELECTION_FRACTION,
+        load_art_data,
+        selection_files,
+        train_part,
+    )
 
     fit, selection = load_art_data(class_folders, "fit"), load_art_data(class_folders, "selection")
     train = load_art_data(class_folders, "train")

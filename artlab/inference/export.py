@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from artlab.files import atomic_write
 from artlab.checkpoints import AUTOENCODER_NAME, Checkpoint
+from artlab.files import atomic_write
 from artlab.inference.image import load_autoencoder, load_classifier
 
 log = logging.getLogger(__name__)

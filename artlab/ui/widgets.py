@@ -18,8 +18,8 @@ from pathlib import Path
 import gradio as gr
 
 from artlab.ui.context import AppContext
-from artlab.workdirs import gradio_temp_dir
 from artlab.ui.i18n import L
+from artlab.workdirs import gradio_temp_dir
 
 WEBCAM = gr.WebcamOptions(mirror=False, constraints={"video": {"facingMode": {"ideal": "environment"},
                                                                  "width": {"ideal": 1920},
