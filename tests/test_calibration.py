@@ -197,3 +197,15 @@ def test_evaluate_prints_the_selection_split_and_val_of_a_data_folder(tiny_weigh
     report = json.loads(out.read_text())
     assert report["selection"]["heads"]["style"]["count"] == 7          # one of each style's 4 train images
     assert report["val"]["heads"]["style"]["count"] == 14
+
+
+def test_the_artwork_tab_says_unsure_in_the_results_own_headers_and_a_notice():
+    from artlab.ui.artwork_tab import render
+
+    heads = {"style": [("baroque", 0.6), ("romanticism", 0.4)], "subject": [("portrait", 1.0)]}
+    for lang, header, notice_words in (("en", "Style: unsure, a guess", "does not look like a painting"),
+                                       ("zh", "风格：不确定，仅为猜测", "不像模型认识的绘画")):
+        style, subject, _, _, _, message = render({"heads": heads, "unsure": True, "messages": ["unsure_picture"]}, lang)
+        assert style["label"] == header and notice_words in str(message)
+        sure_style, *_ = render({"heads": heads, "unsure": False, "messages": []}, lang)
+        assert "unsure" not in sure_style["label"] and "不确定" not in sure_style["label"]

@@ -48,12 +48,16 @@ def render(shown: dict | None, lang: str) -> tuple:
 
     def head(name, **props):
         if name not in heads:
-            return gr.update(value=None, visible=not heads and name != CUSTOM_HEAD)
+            return gr.update(value=None, visible=not heads and name != CUSTOM_HEAD, **props)
         return gr.update(value=label_scores(heads[name], lang), visible=True, **props)
 
     psnr = shown.get("psnr")
     messages = [t(key, lang) for key in shown.get("messages", [])]
-    return (head("style"), head("subject"), head(CUSTOM_HEAD, label=shown.get("model") or t("your_model", lang)),
+    # Unsure: the results' own headers say so, where a phone shows them first (the notice is further down).
+    unsure = shown.get("unsure", False)
+    return (head("style", label=t("style_unsure" if unsure else "style", lang)),
+            head("subject", label=t("subject_unsure" if unsure else "subject", lang)),
+            head(CUSTOM_HEAD, label=shown.get("model") or t("your_model", lang)),
             t("psnr_sentence", lang, psnr=psnr) if psnr is not None else "",
             heat_legend(lang) if heads else "", notice(" ".join(messages)))
 
@@ -83,7 +87,7 @@ def analyze(ctx: AppContext, path, lang: str, weights, shown, progress=gr.Progre
     if analysis.unsure:
         messages = [*messages, "unsure_picture"]
     shown = {"source": path, "model_path": model, "heads": analysis.labels, "psnr": analysis.psnr,
-             "model": look.model_key, "messages": messages}
+             "model": look.model_key, "messages": messages, "unsure": analysis.unsure}
     items, ids = cards(look.similar)
     heat = None
     if analysis.heatmap is not None and look.picture is not None:
