@@ -13,8 +13,10 @@ the models directory's active one, or the app's), and gives ArtLab's answers:
 import logging
 import os
 import shutil
+import sys
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +52,18 @@ MAX_OTHER_MODELS = 4          # visitors' and curators' models kept loaded besid
 SIMILAR = 6                   # similar works shown beside an analysis
 
 
+def _lower_priority() -> None:
+    """Lower this thread's priority by ARTLAB_IMAGE_NICE (Linux: nice is per thread; elsewhere nothing)."""
+    step = int(paths.number_setting("IMAGE_NICE", 10))
+    if step <= 0 or not sys.platform.startswith("linux"):
+        return
+    thread = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + step))
+    except OSError as e:
+        log.info("could not lower the image thread's priority: %s", e)
+
+
 @dataclass
 class Look:
     """What ArtLab says about one picture: its analysis, the picture as the autoencoder saw it,
@@ -79,6 +93,22 @@ class Lab:
     _text_error: str | None = None
     _gallery: Gallery | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock)
+    _image_worker: ThreadPoolExecutor | None = None
+
+    # ------------------------------------------------------------------ the image thread
+
+    def on_image_thread(self, fn, *args, **kwargs):
+        """Run `fn` on the one thread that runs the image models, at a lower priority (ARTLAB_IMAGE_NICE):
+        under load a painting's analysis takes the 2 cores for tens of milliseconds at a time, and a
+        title (milliseconds of work) or a page request would otherwise wait behind it. ONNX Runtime's
+        threads are made by the thread that opens a session, and inherit its priority: models are
+        loaded here too. Reentrant: called from that thread, it just runs."""
+        with self._lock:
+            if self._image_worker is None:
+                self._image_worker = ThreadPoolExecutor(1, "artlab-images", initializer=_lower_priority)
+        if threading.current_thread().name.startswith("artlab-images"):
+            return fn(*args, **kwargs)
+        return self._image_worker.submit(fn, *args, **kwargs).result()
 
     # ------------------------------------------------------------------ models
 
@@ -181,7 +211,7 @@ class Lab:
         def work():
             try:
                 self.gallery()
-                self.models()
+                self.on_image_thread(self.models)     # its ONNX Runtime threads are made there
                 self.text_models()
             except Exception as e:  # noqa: BLE001 - reported on first use with the same error
                 log.warning("preloading models failed: %s", e)
@@ -206,6 +236,9 @@ class Lab:
              similar: int = SIMILAR) -> Look:
         """Analyse one picture (bytes or a path) with the model that answers this visitor, and
         find the gallery's most similar works. Raises ImageError (bad picture), WeightsError."""
+        return self.on_image_thread(self._look, source, visitor_weights, explain, similar)
+
+    def _look(self, source, visitor_weights, explain, similar) -> Look:
         weights = self.artwork_weights(visitor_weights)
         models = self.models(weights)
         # The heat map is laid over the picture: decode it that large. Without one, decode it as
@@ -261,7 +294,8 @@ class Lab:
             year: str | None = None) -> tuple[int, bool]:
         """Add an uploaded picture to the gallery, analysed by the app's model (the gallery's labels
         and embeddings all come from it). Returns (the work's id, whether it is new)."""
-        return add_upload(self.gallery(), self.models(), data, title=title, artist=artist, year=year)
+        return self.on_image_thread(lambda: add_upload(self.gallery(), self.models(), data, title=title,
+                                                       artist=artist, year=year))
 
     def browse(self, style: str | None = None, subject: str | None = None, query: str | None = None,
                limit: int = 60, offset: int = 0) -> tuple[list[Work], int, int]:
@@ -280,8 +314,11 @@ class Lab:
 
     def walk(self, a, b, steps: int, weights: str | None = None) -> list[Image.Image]:
         """Pictures along the autoencoder's latent line from a to b (the Create tab)."""
-        models = self.models(weights)
-        return models.morph(models.prepare(a), models.prepare(b), steps)
+        def walk():
+            models = self.models(weights)
+            return models.morph(models.prepare(a), models.prepare(b), steps)
+
+        return self.on_image_thread(walk)
 
     def publish(self, model_folder: str | Path, name: str) -> str:
         """Copy a fine-tuned model folder into the models directory as the next version of `name`

@@ -32,6 +32,8 @@ SETTINGS = {
     "IDLE_MINUTES": "kiosk: forget a visitor's uploads after this many idle minutes (default: 3)",
     "MAX_UPLOAD_MB": "app: largest upload, in MB (default: 20)",
     "CURATOR_PASSWORD": "app: the password that makes a fine-tuned model active for everyone (default: none)",
+    "IMAGE_NICE": "app: how much lower (Linux nice) the image models' threads run, so texts and pages "
+                  "answer quickly under load (default: 10; 0: off)",
 }
 
 
