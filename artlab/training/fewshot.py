@@ -60,7 +60,7 @@ def zero_shot_head(matches: list[tuple[str, int] | None]) -> str | None:
 
 @dataclass
 class Features:
-    """[neck, base logits], standardised with the curator's images' statistics; folds back to the neck."""
+    """[neck, base logits], centred and scaled with the curator's images' statistics; folds back to the neck."""
 
     base_heads: list[str]
     base_weight: torch.Tensor     # the base heads stacked: L x D
@@ -77,11 +77,14 @@ class Features:
             bias = torch.cat([model_heads[h].bias.detach().float().cpu() for h in heads])
         else:
             weight, bias = torch.zeros(0, neck.shape[1]), torch.zeros(0)
-        raw = torch.cat([neck, neck @ weight.T + bias], dim=1)
-        std = raw.std(0)
-        # Nearly constant dimensions would get huge weights once folded (and overflow fp16 storage).
-        std = std.clamp_min(0.1 * float(std.median()) + 1e-6)
-        return cls(heads, weight, bias, raw.mean(0), std)
+        logits = neck @ weight.T + bias
+        # The neck keeps its geometry (one scale for all its dimensions): scaling each dimension to unit
+        # variance would weigh a dimension of noise as much as one that tells the classes apart, and the
+        # prototypes' distances would mostly measure noise. Each base logit gets its own scale.
+        neck_std = neck.var(0).mean().sqrt().clamp_min(1e-6).expand(neck.shape[1])
+        logit_std = logits.std(0).clamp_min(1e-3) if min(logits.shape) > 1 else torch.ones(logits.shape[1])
+        mean = torch.cat([neck.mean(0), logits.mean(0)])
+        return cls(heads, weight, bias, mean, torch.cat([neck_std, logit_std]))
 
     def offset(self, head: str, base_labels: dict[str, list[str]]) -> int:
         """Where `head`'s logits start among the features."""
