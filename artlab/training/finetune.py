@@ -49,6 +49,7 @@ from artlab.training.finetune_stages import (
     Cancelled,
     FinetuneConfig,
     build_model,
+    feature_model,
     head_probs,
     head_report,
     held_out_probs,
@@ -268,12 +269,13 @@ def _train(job: _Job, config: FinetuneConfig, stop, recorder, progress) -> _Outc
     images, labels = job.images.images, job.labels
     try:
         progress(0.05, "computing features")
-        train_feats = neck_features(job.model, images[job.train_idx], job.size, job.device, views=config.views,
+        extractor = feature_model(job.model, job.device)
+        train_feats = neck_features(extractor, images[job.train_idx], job.size, job.device, views=config.views,
                                     mirror=config.recipe == "fewshot", should_stop=stop,
                                     progress=lambda f: progress(0.05 + 0.6 * f, "computing features"))
         val_feats = None
         if not job.cross_validated:
-            val_feats = neck_features(job.model, images[job.val_idx], job.size, job.device, mirror=True,
+            val_feats = neck_features(extractor, images[job.val_idx], job.size, job.device, mirror=True,
                                       should_stop=stop)
     except Cancelled:
         raise FinetuneError("stopped before any model was trained; nothing was written") from None
