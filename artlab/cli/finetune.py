@@ -29,7 +29,7 @@ def register(sub):
     # Defaults of None are FinetuneConfig's own (this module imports no torch until a command runs).
     f.add_argument("--views", type=int,
                    help="augmented views per image in the feature cache, besides the plain one and its mirror "
-                        "(default 2; more: a little more robust, slower)")
+                        "(default 1; more: a little more robust, slower)")
     f.add_argument("--recipe", choices=("fewshot", "linear"), default="fewshot",
                    help="fewshot (default): a head that starts from the base model's answer or the class means, "
                         "cross-validated on your images; linear (the recipe before issue 15): a head from noise, early-stopped "

@@ -28,7 +28,7 @@ class FinetuneConfig:
     batch_size: int = 32
     depth: str | int = "auto"   # "head", "auto", or how many of the last backbone blocks to fine-tune
     deep_epochs: int = 8        # image epochs of the deeper stage
-    views: int = 2              # augmented views per training image in the feature cache (besides the plain one)
+    views: int = 1              # augmented views per training image in the feature cache (besides the plain one)
     val_fraction: float = 0.2   # the held-out share, where there is one ("linear" recipe, deeper fine-tunes)
     patience: int = 10
     seed: int = 0
