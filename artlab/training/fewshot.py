@@ -136,7 +136,14 @@ class StackedHeads(nn.Module):
         super().__init__()
         self.weight, self.bias = nn.Parameter(weight.clone()), nn.Parameter(bias.clone())
         self.register_buffer("start_weight", weight.clone())
+        self.register_buffer("start_bias", bias.clone())
         self.anchor, self.dropout = anchor, nn.Dropout(dropout)
+
+    def reset(self) -> None:
+        """Back to the start (epoch 0)."""
+        with torch.no_grad():
+            self.weight.copy_(self.start_weight)
+            self.bias.copy_(self.start_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: B x F -> logits H x B x n."""
@@ -190,10 +197,7 @@ def train_fewshot(feats: torch.Tensor, labels: torch.Tensor, classes: list[str],
     result = _fit_heads(heads, x, labels, seen, config, evaluate, should_stop, on_epoch)
     epoch = result.best_epoch
     if not result.history or result.best_score <= at_start["score"]:
-        # No trained epoch beat the start on held-out images: keep the start.
-        with torch.no_grad():
-            heads.weight.copy_(heads.start_weight)
-            heads.bias.copy_(torch.stack([b for _, b in starts]))
+        heads.reset()       # no trained epoch beat the start on held-out images: keep the start
         epoch = 0
     weight, bias = features.fold(heads.weight[-1].detach(), heads.bias[-1].detach())
     return FewShotHead(weight, bias, evaluate.probs(heads), epoch, folds,

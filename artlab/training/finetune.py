@@ -6,11 +6,16 @@ DATA_DIR holds one sub-folder per class (MIN_CLASSES..MAX_CLASSES classes, at le
 MIN_PER_CLASS readable images each, at most MAX_IMAGES images in all). The new model
 is the base art model (its backbone, texture branch and neck) with a new "labels" head.
 
-Fast path first: the frozen base model turns every training image (plus a few
-augmented views, `views`) into its neck vector once; the new head is then trained on those
-cached vectors, which takes seconds on a CPU. With enough data (or when asked) a
-second stage fine-tunes the last backbone blocks on images, starting from that head.
-Both stages run in the one training loop, `artlab.training.loop.fit`.
+Fast path first: the frozen base model turns every training image (plain, mirrored and
+`views` augmented views) into its neck vector once; the new head is then trained on those
+cached vectors, which takes seconds on a CPU. The default recipe, "fewshot"
+(artlab.training.fewshot), keeps what the base knows: the head starts from the base's own
+answer where the class names are its labels (from the class means otherwise), reads the base
+heads' logits too, and k-fold cross-validation on the curator's images picks how long it
+trains; every image is held out once, so none is set aside. "linear" is the recipe before
+issue 15: a head from noise, early-stopped on a held-out share. With enough data (or when
+asked) a second stage fine-tunes the last backbone blocks on images, starting from that head,
+on a held-out split. Both stages run in the one training loop, `artlab.training.loop.fit`.
 
 The frozen fast path keeps the base model's own heads (style, subject) valid, so they
 stay in the output; a deeper fine-tune changes the features, so it drops them.
