@@ -59,12 +59,14 @@ def image_lists(root: Path, name: str, selection: bool, per_class: int, test: in
     return curator, random.Random(0).sample(tests, min(test, len(tests)))
 
 
-def run_recipe(data: Path, out: Path, recipe: str, views: int, device) -> tuple[dict, float]:
+def run_recipe(data: Path, out: Path, recipe: str, views: int, device) -> tuple[dict, float, float]:
+    """The card, the wall time and the CPU time (all threads: on a busy machine, CPU seconds over the
+    cores is about what the wall time would be on an idle one)."""
     from artlab.training.finetune import FinetuneConfig, finetune
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     card = finetune(data, out, config=FinetuneConfig(recipe=recipe, views=views, device=device))
-    return card, time.perf_counter() - started
+    return card, time.perf_counter() - started, time.process_time() - cpu
 
 
 def test_necks(paths: list[Path], device) -> tuple:
@@ -156,9 +158,10 @@ def run_set(key: str, args, tmp: Path) -> dict:
                 shutil.copy(path, data / c / path.name)
         run = {"seed": seed}
         for label, recipe, views in (("fewshot", "fewshot", args.views), ("today", "linear", 1)):
-            card, wall = run_recipe(data, tmp / f"{key}{seed}{label}", recipe, views, args.device)
+            card, wall, cpu = run_recipe(data, tmp / f"{key}{seed}{label}", recipe, views, args.device)
             run[label] = {"test_accuracy": round(score(tmp / f"{key}{seed}{label}", base_model, necks, target), 4),
-                          "wall_s": round(wall, 1), "cv_or_held_out_accuracy": card["metrics"]["val"]["accuracy"],
+                          "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+                          "cv_or_held_out_accuracy": card["metrics"]["val"]["accuracy"],
                           "head_start": card["training"].get("head_start"),
                           "epochs_kept": card["training"].get("head_epochs_kept")}
         runs.append(run)
@@ -177,11 +180,12 @@ def summarise(key, classes, names, runs, zs, tests) -> dict:
               "fewshot": mean("fewshot", "test_accuracy"), "today": mean("today", "test_accuracy"),
               "fewshot_min": min(r["fewshot"]["test_accuracy"] for r in runs),
               "fewshot_wall_s": mean("fewshot", "wall_s"), "today_wall_s": mean("today", "wall_s"),
+              "fewshot_cpu_s": mean("fewshot", "cpu_s"), "today_cpu_s": mean("today", "cpu_s"),
               "zero_shot": round(zs[1], 4) if zs else None, "zero_shot_head": zs[0] if zs else None,
               "runs": runs}
     print(f"set {key} {'/'.join(classes)}: fewshot {result['fewshot']:.3f} (min {result['fewshot_min']:.3f}, "
-          f"{result['fewshot_wall_s']:.1f} s) | today's recipe {result['today']:.3f} "
-          f"({result['today_wall_s']:.1f} s) | zero-shot "
+          f"{result['fewshot_wall_s']:.1f} s wall, {result['fewshot_cpu_s']:.1f} s CPU) | today's recipe "
+          f"{result['today']:.3f} ({result['today_wall_s']:.1f} s wall, {result['today_cpu_s']:.1f} s CPU) | zero-shot "
           + (f"{result['zero_shot']:.3f} ({zs[0]} head)" if zs else "- (not base labels)"), flush=True)
     return result
 
@@ -218,7 +222,8 @@ def main() -> int:
               "per_class": args.per_class, "test_per_class": args.test, "seeds": args.seeds,
               "views": args.views, "sets": results, "targets": {"a": ">= 0.85", "a, b": ">= zero-shot",
                                                                 "d": ">= today's recipe"},
-              "machine": {**info, "cpu_count": os.cpu_count(), "device": args.device}}
+              "machine": {**info, "cpu_count": os.cpu_count(), "device": args.device,
+                          "load_average": os.getloadavg()}}
     name = "finetune_selection.json" if args.selection else "finetune.json"
     write_json(report, args.json or ROOT / "runs" / "benchmarks" / name)
     return 0
