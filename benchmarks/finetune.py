@@ -15,7 +15,7 @@ Each seed draws other curator images. For each set and seed: the default recipe 
 zero-shot answer (its own head restricted to the set's classes) where the class names are base labels.
 Wall time is finetune() in this process (what the Train tab runs), images read and model loaded included.
 Both recipes keep the base trunk frozen on a CPU, so the test images' neck vectors are computed once
-per set with the base model as `predict` runs it (BatchNorm folded, its precision), and each new head
+per set with the base model as `predict` runs it on a CPU (BatchNorm folded, fp32), and each new head
 scores those (checked: the trained models' trunks equal the base's). Writes JSON.
 """
 
@@ -70,14 +70,17 @@ def run_recipe(data: Path, out: Path, recipe: str, views: int, device) -> tuple[
 
 
 def test_necks(paths: list[Path], device) -> tuple:
-    """The base model's neck vectors of the test images, plain and mirror (as predict runs it)."""
+    """The base model's neck vectors of the test images, plain and mirror, as predict runs it on a CPU
+    (the ONNX engine: BatchNorm folded, fp32)."""
     import torch
 
     from artlab.data.folders import load_images
     from artlab.data.transforms import resize_for_eval
-    from artlab.inference.image import load_classifier_for_inference
+    from artlab.inference.image import load_classifier
+    from artlab.models.backbone import fuse_batchnorm
 
-    model, card = load_classifier_for_inference(None, device)
+    model, card = load_classifier(None, device)
+    fuse_batchnorm(model.backbone)
     size = int(card["input_size"])
     tensors, _ = load_images(paths, size)
     keep = [i for i, t in enumerate(tensors) if t is not None]
