@@ -466,7 +466,10 @@ def test_finetune_command_without_out_adds_a_version_to_the_models_directory(tin
     code, out, err = cli(capsys, *args)
     assert code == 0, err
     assert "held-out accuracy" in out and "(active as my_colours/v1)" in out
-    assert cli(capsys, *args[:-1], "--json")[0] == 0
+    assert cli(capsys, *args[:-1], "--json", "--recipe", "linear")[0] == 0
     registry = Registry(tmp_path / "models")
     assert [e["key"] for e in registry.entries()] == ["my_colours/v1", "my_colours/v2"]
     assert registry.active() == "my_colours/v1"
+    recipes = [json.loads((registry.root / "my_colours" / v / "art_classifier.json").read_text())["training"]["recipe"]
+               for v in ("v1", "v2")]
+    assert recipes == ["fewshot", "linear"]
