@@ -222,6 +222,34 @@ def test_matched_class_names_start_from_the_zero_shot_answer(tiny_weights, tmp_p
     assert torch.allclose(out["labels"].softmax(1), out["style"][:, columns].softmax(1), atol=2e-3)
 
 
+def test_training_leaves_a_poor_zero_shot_answer_when_held_out_images_say_so(tiny_weights, tmp_path):
+    """The tiny base's style head is random: cross-validation finds training clearly better, and keeps it."""
+    from artlab.labels import STYLES
+
+    for i, name in enumerate(STYLES[:3]):
+        for k in range(8):
+            make_image(tmp_path / "data" / name / f"{k}.png", list(COLORS.values())[i], pattern=i * 2 + k % 2)
+    card = finetune(tmp_path / "data", tmp_path / "out", base=tiny_weights, config=FinetuneConfig(epochs=40, **FAST))
+    training = card["training"]
+    assert training["head_start"] == "zero-shot (style head)" and training["head_epochs_kept"] > 0
+    kept = next(r for r in training["history"] if r["epoch"] == training["head_epochs_kept"])
+    assert card["metrics"]["val"]["accuracy"] == kept["val_accuracy"] >= 0.9
+
+
+def test_clearly_better_needs_more_than_noise():
+    from artlab.training.fewshot import clearly_better
+
+    before = torch.tensor([True] * 80 + [False] * 10)
+    same = before.clone()
+    assert not clearly_better(same, before)
+    one_more = before.clone()
+    one_more[80] = True
+    assert not clearly_better(one_more, before)                    # one image: within the noise
+    six_more = before.clone()
+    six_more[80:86] = True
+    assert clearly_better(six_more, before)
+
+
 def test_cross_validation_keeps_an_epoch_within_range(trained):
     _, _, card = trained
     training = card["training"]

@@ -193,15 +193,25 @@ def train_fewshot(feats: torch.Tensor, labels: torch.Tensor, classes: list[str],
     heads = StackedHeads(torch.stack([w for w, _ in starts]), torch.stack([b for _, b in starts]),
                          config.anchor, dropout=0.2)
     evaluate = _HeldOut(x, labels, fold, classes)
-    at_start = evaluate(heads)
+    at_start, right_at_start = evaluate(heads), evaluate.right(heads)
     result = _fit_heads(heads, x, labels, seen, config, evaluate, should_stop, on_epoch)
     epoch = result.best_epoch
-    if not result.history or result.best_score <= at_start["score"]:
+    # The base's answer was learnt from thousands of images: leave it only for held-out evidence, more
+    # images right by over one standard error (a sharper loss alone is not enough: images the base
+    # trained on, for one, are always answered right and ever more confidently).
+    doubtful = zero_shot is not None and not clearly_better(evaluate.right(heads), right_at_start)
+    if not result.history or result.best_score <= at_start["score"] or doubtful:
         heads.reset()       # no trained epoch beat the start on held-out images: keep the start
         epoch = 0
     weight, bias = features.fold(heads.weight[-1].detach(), heads.bias[-1].detach())
     return FewShotHead(weight, bias, evaluate.probs(heads), epoch, folds,
                        f"zero-shot ({zero_shot} head)" if zero_shot else "prototypes", result)
+
+
+def clearly_better(right: torch.Tensor, right_before: torch.Tensor) -> bool:
+    """More images right than before by over one standard error of the paired difference."""
+    diff = right.float() - right_before.float()
+    return bool(diff.mean() > diff.std() / len(diff) ** 0.5) if len(diff) > 1 else bool(diff.mean() > 0)
 
 
 def _fit_heads(heads: StackedHeads, x, labels, seen, config, evaluate, should_stop, on_epoch) -> FitResult:
@@ -243,6 +253,10 @@ class _HeldOut:
         with torch.no_grad():
             probs = (heads(self.x[PLAIN]).softmax(-1) + heads(self.x[MIRROR]).softmax(-1)) / 2   # H x N x n
         return probs[self.fold, torch.arange(len(self.fold))]
+
+    def right(self, heads: StackedHeads) -> torch.Tensor:
+        """Which images the held-out heads get right."""
+        return self.probs(heads).argmax(1) == self.labels
 
     def __call__(self, heads: StackedHeads) -> dict:
         heads.eval()
