@@ -153,6 +153,136 @@ def test_deeper_finetune_drops_the_stale_base_heads(tiny_weights, tmp_path):
     assert set(model.heads) == {"labels"}
 
 
+# ---------------------------------------------------------------- the few-shot head (issue 15)
+
+def _blobs(n_per_class: int, seed: int, dims=32, classes=3):
+    """Well-separated synthetic neck vectors: class c sits 4 units out along dimension c."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(classes).repeat_interleave(n_per_class)
+    x = torch.randn(len(y), dims, generator=g)
+    x[torch.arange(len(y)), y] += 4.0
+    return x, y
+
+
+def test_prototype_start_classifies_separated_classes_without_training():
+    from torch import nn
+
+    from artlab.training.fewshot import train_fewshot
+
+    x, y = _blobs(8, seed=0)
+    views = torch.stack([x, x + 0.05 * torch.randn_like(x)])          # plain and "mirror"
+    head = train_fewshot(views, y, ["a", "b", "c"], nn.ModuleDict(), {}, FinetuneConfig(epochs=0), lambda: False, None)
+    assert head.epoch == 0 and head.start == "prototypes"
+    test_x, test_y = _blobs(50, seed=1)
+    assert ((test_x @ head.weight.T + head.bias).argmax(1) == test_y).float().mean() >= 0.95
+    # a head from noise (today's start) is near chance on the same vectors
+    noise = nn.Linear(32, 3)
+    assert (noise(test_x).argmax(1) == test_y).float().mean() < 0.8
+
+
+def test_the_head_on_base_logits_folds_exactly_onto_the_neck():
+    from torch import nn
+
+    from artlab.training.fewshot import Features
+
+    torch.manual_seed(0)
+    heads = nn.ModuleDict({"style": nn.Linear(16, 4), "subject": nn.Linear(16, 3)})
+    neck = torch.randn(40, 16) * torch.linspace(0.1, 3, 16)
+    features = Features.fit(heads, {"style": list("abcd"), "subject": list("xyz")}, neck)
+    weight, bias = torch.randn(5, 16 + 7), torch.randn(5)
+    on_neck, const = features.fold(weight, bias)
+    assert torch.allclose(features(neck) @ weight.T + bias, neck @ on_neck.T + const, atol=1e-4)
+
+
+def test_class_names_match_base_labels_loosely():
+    from artlab.training.fewshot import match_base_labels, zero_shot_head
+
+    base = {"style": ["art_nouveau", "baroque"], "subject": ["portrait"], "labels": ["mine"]}
+    matches = match_base_labels(["Art Nouveau", "baroque"], base)
+    assert matches == [("style", 0), ("style", 1)] and zero_shot_head(matches) == "style"
+    mixed = match_base_labels(["baroque", "portrait", "mine"], base)
+    assert mixed == [("style", 1), ("subject", 0), None] and zero_shot_head(mixed) is None
+
+
+def test_matched_class_names_start_from_the_zero_shot_answer(tiny_weights, tmp_path):
+    """With no training, a model for three of the base's styles answers as the base's style head
+    restricted to them (a head from noise does not)."""
+    from artlab.labels import STYLES
+
+    names = STYLES[:3]
+    for i, name in enumerate(names):
+        for k in range(6):
+            make_image(tmp_path / "data" / name / f"{k}.png", list(COLORS.values())[i], pattern=i * 2 + k % 2)
+    card = finetune(tmp_path / "data", tmp_path / "out", base=tiny_weights, config=FinetuneConfig(epochs=0, **FAST))
+    assert card["training"]["head_start"] == "zero-shot (style head)" and card["training"]["head_epochs_kept"] == 0
+    model, loaded = load_classifier(tmp_path / "out", "cpu")
+    columns = [loaded["labels"]["style"].index(name) for name in loaded["labels"]["labels"]]
+    with torch.no_grad():
+        out = model(torch.rand(8, 3, 64, 64) * 2 - 1)
+    assert torch.allclose(out["labels"].softmax(1), out["style"][:, columns].softmax(1), atol=2e-3)
+
+
+def test_training_leaves_a_poor_zero_shot_answer_when_held_out_images_say_so(tiny_weights, tmp_path):
+    """The tiny base's style head is random: cross-validation finds training clearly better, and keeps it."""
+    from artlab.labels import STYLES
+
+    for i, name in enumerate(STYLES[:3]):
+        for k in range(8):
+            make_image(tmp_path / "data" / name / f"{k}.png", list(COLORS.values())[i], pattern=i * 2 + k % 2)
+    card = finetune(tmp_path / "data", tmp_path / "out", base=tiny_weights, config=FinetuneConfig(epochs=40, **FAST))
+    training = card["training"]
+    assert training["head_start"] == "zero-shot (style head)" and training["head_epochs_kept"] > 0
+    kept = next(r for r in training["history"] if r["epoch"] == training["head_epochs_kept"])
+    assert card["metrics"]["val"]["accuracy"] == kept["val_accuracy"] >= 0.9
+
+
+def test_clearly_better_needs_more_than_noise():
+    from artlab.training.fewshot import clearly_better
+
+    before = torch.tensor([True] * 80 + [False] * 10)
+    same = before.clone()
+    assert not clearly_better(same, before)
+    one_more = before.clone()
+    one_more[80] = True
+    assert not clearly_better(one_more, before)                    # one image: within the noise
+    six_more = before.clone()
+    six_more[80:86] = True
+    assert clearly_better(six_more, before)
+
+
+def test_cross_validation_keeps_an_epoch_within_range(trained):
+    _, _, card = trained
+    training = card["training"]
+    kept, history = training["head_epochs_kept"], training["history"]
+    assert training["recipe"] == "fewshot" and training["validation"] == "cross-validation"
+    assert training["cross_validation_folds"] == 5                          # 6 images a class: 5 folds
+    assert 0 <= kept <= len(history) <= 25
+    if kept:   # the epoch kept is the one whose out-of-fold score was best
+        assert history[kept - 1]["score"] == max(r["score"] for r in history)
+    # every image is held out once: the reported metrics cover all 18
+    assert card["metrics"]["val"]["count"] == 18 == sum(card["data"]["val_per_class"].values())
+
+
+@pytest.mark.parametrize("recipe", ["fewshot", "linear"])
+def test_finetuned_model_answers_alike_through_torch_and_onnx(tiny_weights, tmp_path, monkeypatch, recipe):
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install -r requirements-dev.txt)")
+    from artlab.images import load_image
+    from artlab.inference.image import ArtModels
+
+    data = make_classes(tmp_path / "data", ("red", "green", "blue"))
+    finetune(data, tmp_path / "out", base=tiny_weights, config=FinetuneConfig(epochs=5, recipe=recipe, **FAST))
+    pictures = [load_image(p) for p in sorted(data.rglob("*.png"))[:4]]
+    answers = {}
+    monkeypatch.setenv("ARTLAB_PRECISION", "fp32")
+    for engine in ("torch", "onnx"):
+        monkeypatch.setenv("ARTLAB_ENGINE", engine)
+        lab = ArtModels(tmp_path / "out", "cpu", autoencoder=False)
+        assert lab.engine == engine and lab.labels["labels"] == ("blue", "green", "red")
+        answers[engine] = [dict(a.labels["labels"]) for a in lab.analyze(pictures, reconstruct=False)]
+    for want, got in zip(answers["torch"], answers["onnx"]):
+        assert max(abs(want[name] - got[name]) for name in want) < 0.02
+
+
 # ---------------------------------------------------------------- bad data
 
 def test_auto_depth_goes_deeper_only_with_enough_data_on_a_gpu():
@@ -364,7 +494,10 @@ def test_finetune_command_without_out_adds_a_version_to_the_models_directory(tin
     code, out, err = cli(capsys, *args)
     assert code == 0, err
     assert "held-out accuracy" in out and "(active as my_colours/v1)" in out
-    assert cli(capsys, *args[:-1], "--json")[0] == 0
+    assert cli(capsys, *args[:-1], "--json", "--recipe", "linear")[0] == 0
     registry = Registry(tmp_path / "models")
     assert [e["key"] for e in registry.entries()] == ["my_colours/v1", "my_colours/v2"]
     assert registry.active() == "my_colours/v1"
+    recipes = [json.loads((registry.root / "my_colours" / v / "art_classifier.json").read_text())["training"]["recipe"]
+               for v in ("v1", "v2")]
+    assert recipes == ["fewshot", "linear"]

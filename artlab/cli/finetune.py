@@ -8,8 +8,10 @@ from pathlib import Path
 def register(sub):
     f = sub.add_parser("finetune", help="train a model for your own classes (one sub-folder per class)",
                        description="Train a new 'labels' head (and, with enough data, the last backbone blocks) "
-                                   "for the classes in DATA_DIR, starting from the art model. 2-50 classes, "
-                                   "at least 5 images each, at most 5,000 images in all.")
+                                   "for the classes in DATA_DIR, starting from the art model: folders named like "
+                                   "its styles or subjects start from its own answer, the others from their "
+                                   "images' mean, and cross-validation on your images picks how long to train. "
+                                   "2-50 classes, at least 5 images each, at most 5,000 images in all.")
     f.add_argument("data", type=Path, metavar="DATA_DIR", help="one sub-folder of images per class")
     f.add_argument("--out", type=Path, help="output model folder (default: a new version in the models directory)")
     f.add_argument("--name", help="model name in the models directory (default: the DATA_DIR folder name)")
@@ -24,10 +26,17 @@ def register(sub):
     f.add_argument("--depth", default="auto",
                    help="'head', 'auto' (on a GPU, the last blocks too with >= 100 training images per class), "
                         "or a number of last backbone blocks to fine-tune")
-    f.add_argument("--views", type=int, default=1,
-                   help="augmented views per image in the feature cache, besides the plain one (default 1; "
-                        "more: a little more robust, slower)")
-    f.add_argument("--val-fraction", type=float, default=0.2, help="held-out share of each class")
+    # Defaults of None are FinetuneConfig's own (this module imports no torch until a command runs).
+    f.add_argument("--views", type=int,
+                   help="augmented views per image in the feature cache, besides the plain one and its mirror "
+                        "(default 1; more: a little more robust, slower)")
+    f.add_argument("--recipe", choices=("fewshot", "linear"), default="fewshot",
+                   help="fewshot (default): a head that starts from the base model's answer or the class means, "
+                        "cross-validated on your images; linear (the recipe before issue 15): a head from noise, early-stopped "
+                        "on a held-out share")
+    f.add_argument("--folds", type=int, help="cross-validation folds of the fewshot recipe (default 5)")
+    f.add_argument("--val-fraction", type=float, default=0.2,
+                   help="held-out share of each class (linear recipe, deeper fine-tunes)")
     f.add_argument("--patience", type=int, default=10, help="early stopping patience in epochs")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--device")
@@ -70,9 +79,10 @@ def run_finetune(args) -> int:
     from artlab.training.finetune import FinetuneConfig, FinetuneError, finetune
     from artlab.training.metrics import format_confusion
 
+    optional = {k: v for k, v in (("views", args.views), ("folds", args.folds)) if v is not None}
     config = FinetuneConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch, depth=args.depth,
-                            deep_epochs=args.deep_epochs, views=args.views, val_fraction=args.val_fraction,
-                            patience=args.patience, seed=args.seed, device=args.device)
+                            deep_epochs=args.deep_epochs, val_fraction=args.val_fraction, patience=args.patience,
+                            seed=args.seed, device=args.device, recipe=args.recipe, **optional)
     registry = Registry(args.models)
     epoch_log = logging.getLogger("artlab.training.loop")
     level = epoch_log.level

@@ -6,11 +6,16 @@ DATA_DIR holds one sub-folder per class (MIN_CLASSES..MAX_CLASSES classes, at le
 MIN_PER_CLASS readable images each, at most MAX_IMAGES images in all). The new model
 is the base art model (its backbone, texture branch and neck) with a new "labels" head.
 
-Fast path first: the frozen base model turns every training image (plus a few
-augmented views, `views`) into its neck vector once; the new head is then trained on those
-cached vectors, which takes seconds on a CPU. With enough data (or when asked) a
-second stage fine-tunes the last backbone blocks on images, starting from that head.
-Both stages run in the one training loop, `artlab.training.loop.fit`.
+Fast path first: the frozen base model turns every training image (plain, mirrored and
+`views` augmented views) into its neck vector once; the new head is then trained on those
+cached vectors, which takes seconds on a CPU. The default recipe, "fewshot"
+(artlab.training.fewshot), keeps what the base knows: the head starts from the base's own
+answer where the class names are its labels (from the class means otherwise), reads the base
+heads' logits too, and k-fold cross-validation on the curator's images picks how long it
+trains; every image is held out once, so none is set aside. "linear" is the recipe before
+issue 15: a head from noise, early-stopped on a held-out share. With enough data (or when
+asked) a second stage fine-tunes the last backbone blocks on images, starting from that head,
+on a held-out split. Both stages run in the one training loop, `artlab.training.loop.fit`.
 
 The frozen fast path keeps the base model's own heads (style, subject) valid, so they
 stay in the output; a deeper fine-tune changes the features, so it drops them.
@@ -43,11 +48,13 @@ from artlab.images import list_images
 from artlab.inference.image import load_classifier
 from artlab.models.classifier import ArtClassifier
 from artlab.training.cards import make_card
+from artlab.training.fewshot import train_fewshot
 from artlab.training.finetune_stages import (
     HEAD,
     Cancelled,
     FinetuneConfig,
     build_model,
+    feature_model,
     head_probs,
     head_report,
     held_out_probs,
@@ -63,6 +70,7 @@ log = logging.getLogger(__name__)
 # pick the best deep epoch, and the head alone is safer.
 DEEP_MIN_PER_CLASS = 20
 DEEP_BLOCKS = 2             # how many of the last backbone blocks "auto" fine-tunes
+RECIPES = ("fewshot", "linear")
 
 
 class FinetuneError(ValueError):
@@ -184,16 +192,15 @@ def finetune(data_dir: str | Path, out_dir: str | Path, *, base: str | Path | No
                 on_epoch(epoch_record)
         return record
 
-    val_feats, stopped, early_stopped = _train(job, config, stop, recorder, progress)
+    outcome = _train(job, config, stop, recorder, progress)
     progress(0.95, "writing the model")
     job.model.eval()
+    probs = outcome.probs
     if job.blocks:
         probs = held_out_probs(job.model, job.images.images[job.val_idx], job.size, job.device)
-    else:  # the features did not change: the cached held-out vectors give the same answer, at once
-        probs = head_probs(job.model.heads[HEAD], val_feats)
     report = head_report(probs, job.labels[job.val_idx], job.classes)
-    card = _card(job, report, config, history, stopped, base, command, time.time() - started)
-    card["training"]["early_stopped"] = early_stopped
+    card = _card(job, report, config, history, outcome.stopped, base, command, time.time() - started)
+    card["training"].update(early_stopped=outcome.early_stopped, **outcome.notes)
     card["metrics"]["val"]["misclassified"] = _misclassified(probs, job.images, job.val_idx, job.classes)
     write_model(job.model, card, out_dir)
     progress(1.0, "done")
@@ -215,6 +222,7 @@ class _Job:
     model: ArtClassifier
     base_card: dict
     device: torch.device
+    base_heads: nn.ModuleDict     # the base model's own heads: the few-shot head reads their logits
 
     @property
     def classes(self) -> list[str]:
@@ -238,39 +246,83 @@ class _Job:
         train_idx, val_idx = stratified_split(labels, config.val_fraction, config.seed)
         train_counts = {name: int((labels[train_idx] == i).sum()) for i, name in enumerate(classes)}
         blocks = resolve_depth(config.depth, train_counts, len(base_model.backbone.blocks), device)
+        if config.recipe not in RECIPES:
+            raise FinetuneError(f"recipe must be one of {', '.join(RECIPES)}, not {config.recipe!r}")
+        if config.recipe == "fewshot" and blocks == 0:
+            # Cross-validation holds every image out once: no image is set aside.
+            train_idx = val_idx = torch.arange(len(labels))
+            train_counts = dict(counts)
         model = build_model(base_model, base_card, classes, keep_base_heads=blocks == 0).to(device)
-        return cls(scan, images, labels, train_idx, val_idx, counts, train_counts, blocks, model, base_card, device)
+        return cls(scan, images, labels, train_idx, val_idx, counts, train_counts, blocks, model, base_card, device,
+                   base_model.heads)
+
+    @property
+    def cross_validated(self) -> bool:
+        return len(self.train_idx) == len(self.val_idx) == len(self.labels)
 
 
-def _train(job: _Job, config: FinetuneConfig, stop, recorder, progress):
-    """The head on cached neck vectors, then (with `blocks`) the last blocks on images.
-    Returns the held-out neck vectors and whether training was stopped / stopped early."""
-    images, labels, size, device = job.images.images, job.labels, job.size, job.device
+@dataclass
+class _Outcome:
+    probs: torch.Tensor | None    # the held-out images' probabilities (None: compute them from the model)
+    stopped: bool
+    early_stopped: bool
+    notes: dict                   # what the card's "training" says about the head stage
+
+
+def _train(job: _Job, config: FinetuneConfig, stop, recorder, progress) -> _Outcome:
+    """The head on cached neck vectors, then (with `blocks`) the last blocks on images."""
+    images, labels = job.images.images, job.labels
     try:
         progress(0.05, "computing features")
-        train_feats = neck_features(job.model, images[job.train_idx], size, device, views=config.views,
-                                    should_stop=stop,
+        extractor = feature_model(job.model, job.device)
+        train_feats = neck_features(extractor, images[job.train_idx], job.size, job.device, views=config.views,
+                                    mirror=config.recipe == "fewshot", should_stop=stop,
                                     progress=lambda f: progress(0.05 + 0.6 * f, "computing features"))
-        val_feats = neck_features(job.model, images[job.val_idx], size, device, mirror=True, should_stop=stop)
+        val_feats = None
+        if not job.cross_validated:
+            val_feats = neck_features(extractor, images[job.val_idx], job.size, job.device, mirror=True,
+                                      should_stop=stop)
     except Cancelled:
         raise FinetuneError("stopped before any model was trained; nothing was written") from None
+    progress(0.7, "training the head")
+    if config.recipe == "fewshot":
+        outcome = _fewshot_head(job, train_feats, config, stop, recorder("head"))
+    else:
+        outcome = _linear_head(job, train_feats, val_feats, config, stop, recorder("head"))
+    if job.blocks and not outcome.stopped:
+        progress(0.8, f"fine-tuning the last {job.blocks} blocks")
+        deep = train_deep(job.model, job.blocks, images[job.train_idx], labels[job.train_idx],
+                          images[job.val_idx], labels[job.val_idx], job.classes, job.size, job.device, config, stop,
+                          recorder("deep"))
+        outcome.stopped, outcome.early_stopped = deep.stopped, outcome.early_stopped or deep.early_stopped
+    return outcome
+
+
+def _fewshot_head(job: _Job, feats, config: FinetuneConfig, stop, on_epoch) -> _Outcome:
+    """artlab.training.fewshot's head, cross-validated on the training images, refitted on all of them."""
+    head = train_fewshot(feats, job.labels[job.train_idx], job.classes, job.base_heads, job.base_card["labels"],
+                         config, stop, on_epoch)
+    if head.fit.stopped and not head.fit.history:
+        raise FinetuneError("stopped before the first epoch ended; nothing was written")
+    with torch.no_grad():
+        job.model.heads[HEAD].weight.copy_(head.weight)
+        job.model.heads[HEAD].bias.copy_(head.bias)
+    notes = {"head_start": head.start, "head_epochs_kept": head.epoch, "cross_validation_folds": head.folds}
+    return _Outcome(head.held_out_probs, head.fit.stopped, head.fit.early_stopped, notes)
+
+
+def _linear_head(job: _Job, train_feats, val_feats, config: FinetuneConfig, stop, on_epoch) -> _Outcome:
+    """The head from noise, early-stopped on the held-out images (the recipe before issue 15)."""
+    labels = job.labels
     train_x = train_feats.flatten(0, 1)
     train_y = labels[job.train_idx].repeat(len(train_feats))
-    progress(0.7, "training the head")
     head = nn.Linear(train_x.shape[1], len(job.classes))
-    result = train_head(head, train_x, train_y, val_feats, labels[job.val_idx], job.classes, config, stop,
-                        recorder("head"))
+    result = train_head(head, train_x, train_y, val_feats, labels[job.val_idx], job.classes, config, stop, on_epoch)
     if not result.history:
         raise FinetuneError("stopped before the first epoch ended; nothing was written")
     job.model.heads[HEAD].load_state_dict(head.state_dict())
-    stopped, early_stopped = result.stopped, result.early_stopped
-    if job.blocks and not stopped:
-        progress(0.8, f"fine-tuning the last {job.blocks} blocks")
-        deep = train_deep(job.model, job.blocks, images[job.train_idx], labels[job.train_idx],
-                          images[job.val_idx], labels[job.val_idx], job.classes, size, device, config, stop,
-                          recorder("deep"))
-        stopped, early_stopped = deep.stopped, early_stopped or deep.early_stopped
-    return val_feats, stopped, early_stopped
+    probs = head_probs(job.model.heads[HEAD], val_feats)
+    return _Outcome(probs, result.stopped, result.early_stopped, {"head_start": "random"})
 
 
 def _stop_callable(should_stop) -> Callable[[], bool]:
@@ -307,15 +359,23 @@ def _card(job: _Job, report: dict, config: FinetuneConfig, history: list, stoppe
         base_model={"weights": str(base) if base else "shipped", "name": base_card.get("name"),
                     "date": base_card.get("date")},
         data={"classes": len(classes), "images": sum(counts.values()), "per_class": counts,
-              "train_per_class": train_counts, "val_per_class": {c: counts[c] - train_counts[c] for c in classes},
+              "train_per_class": train_counts, "val_per_class": _held_out_counts(job),
               "skipped": list(job.images.skipped) + job.scan.ignored, "imbalance_warning": imbalance_warning(counts)},
         training={"depth": "head" if job.blocks == 0 else f"last {job.blocks} blocks", "epochs": config.epochs,
                   "deep_epochs": config.deep_epochs if job.blocks else 0, "lr": config.lr,
-                  "batch_size": config.batch_size, "views": config.views, "val_fraction": config.val_fraction,
+                  "batch_size": config.batch_size, "views": config.views, "recipe": config.recipe,
+                  "validation": ("cross-validation" if job.cross_validated
+                                 else f"{config.val_fraction:.0%} of each class held out"),
                   "patience": config.patience, "seed": config.seed, "stopped_by_user": stopped,
                   "seconds": round(seconds, 1), "history": history},
         metrics={"val": {key: report[key] for key in ("accuracy", "loss", "count", "per_class", "confusion")}},
         command=command)
+
+
+def _held_out_counts(job: _Job) -> dict[str, int]:
+    """Images per class that the reported metrics come from (all of them under cross-validation)."""
+    held = job.labels[job.val_idx]
+    return {name: int((held == i).sum()) for i, name in enumerate(job.classes)}
 
 
 def write_model(model: ArtClassifier, card: dict, out_dir: str | Path) -> Path:
