@@ -45,14 +45,17 @@ SETS = {
 SELECTION_SEED = 15      # splits each train folder into a curator pool and a test pool, the same every run
 
 
-def image_lists(root: Path, name: str, selection: bool, per_class: int, test: int, seed: int):
+def image_lists(root: Path, name: str, selection: bool, per_class: int, test: int, seed: int, unseen: bool = False):
     """(curator images, test images) of class `name` under `root` (styles or subjects): curator from
-    train; test from val, or with `selection` from the other half of train."""
+    train; test from val, or with `selection` from the other half of train. With `unseen`, both from
+    val, disjoint halves: pictures the base never trained on, as a curator's own are (the base has
+    learned train by heart: 0.99 on it, so curator images from train cannot show what training adds)."""
     train = sorted((root / "train" / name).glob("*.jpg"))
-    if selection:
-        train = random.Random(SELECTION_SEED).sample(train, len(train))
-        half = len(train) // 2
-        pool, tests = train[:half], sorted(train[half:])
+    if selection or unseen:
+        folder = sorted((root / ("val" if unseen else "train") / name).glob("*.jpg"))
+        folder = random.Random(SELECTION_SEED).sample(folder, len(folder))
+        half = len(folder) // 2
+        pool, tests = folder[:half], sorted(folder[half:])
     else:
         pool, tests = train, sorted((root / "val" / name).glob("*.jpg"))
     curator = random.Random(seed).sample(pool, min(per_class, len(pool)))
@@ -146,7 +149,7 @@ def run_set(key: str, args, tmp: Path) -> dict:
     classes = sorted(names)                      # finetune orders classes by folder name
     tests = [(path, i) for i, c in enumerate(classes)
              for path in image_lists(args.data / kind, names[c], args.selection, args.per_class,
-                                     args.test, 0)[1]]
+                                     args.test, 0, args.unseen)[1]]
     necks, keep, base_model = test_necks([p for p, _ in tests], args.device)
     target = torch.tensor([tests[i][1] for i in keep])
     base_card = Checkpoint.find(None, CLASSIFIER_NAME).card
@@ -157,7 +160,7 @@ def run_set(key: str, args, tmp: Path) -> dict:
         for c in classes:
             (data / c).mkdir(parents=True)
             for path in image_lists(args.data / kind, names[c], args.selection, args.per_class,
-                                    args.test, seed)[0]:
+                                    args.test, seed, args.unseen)[0]:
                 shutil.copy(path, data / c / path.name)
         run = {"seed": seed}
         for label, recipe, views in (("fewshot", "fewshot", args.views), ("today", "linear", 1)):
@@ -202,6 +205,9 @@ def main() -> int:
     parser.add_argument("--test", type=int, default=60, help="test images per class (fewer where a class has fewer)")
     parser.add_argument("--selection", action="store_true",
                         help="test images from train, disjoint from the curator images (val is not read)")
+    parser.add_argument("--unseen", action="store_true",
+                        help="curator AND test images from val, disjoint halves: pictures the base never saw "
+                             "(subjects' val has 30 a class: 15 curator, 15 test)")
     parser.add_argument("--views", type=int, help="augmented views of the few-shot recipe (default: its own)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path)
@@ -216,18 +222,20 @@ def main() -> int:
     if not (args.data / "styles" / "train").is_dir():
         print(f"error: {args.data}/styles/train not found (pass --data)", file=sys.stderr)
         return 2
-    split = "selection (test images from train)" if args.selection else "val"
-    print(f"{args.per_class} curator images per class from train; test: {split}, {args.test} per class; "
+    split = ("selection (test images from train)" if args.selection else
+             "val, curator images from val too (the other half)" if args.unseen else "val")
+    print(f"{args.per_class} curator images per class from {'val' if args.unseen else 'train'}; test: {split}, {args.test} per class; "
           f"{args.seeds} seeds; few-shot views {args.views}", flush=True)
     with tempfile.TemporaryDirectory(prefix="artlab-bench-ft-") as tmp:
         results = {key: run_set(key, args, Path(tmp)) for key in args.sets.split(",")}
-    report = {"benchmark": "finetune", "split": "selection" if args.selection else "val",
+    report = {"benchmark": "finetune", "split": "selection" if args.selection else "unseen" if args.unseen else "val",
               "per_class": args.per_class, "test_per_class": args.test, "seeds": args.seeds,
               "views": args.views, "sets": results, "targets": {"a": ">= 0.85", "a, b": ">= zero-shot",
                                                                 "d": ">= today's recipe"},
               "machine": {**info, "cpu_count": os.cpu_count(), "device": args.device,
                           "load_average": os.getloadavg()}}
-    name = "finetune_selection.json" if args.selection else "finetune.json"
+    name = ("finetune_selection.json" if args.selection else "finetune_unseen.json" if args.unseen
+            else "finetune.json")
     write_json(report, args.json or ROOT / "runs" / "benchmarks" / name)
     return 0
 

@@ -99,8 +99,8 @@ TEXTS = {
                            "models.",
         # Train tab
         "train_intro": "### Teach ArtLab your own classes\nAdd {min} to {max} classes with at least {per} images "
-                       "each (30 or more is better), then train. A part of each class is held out, so the accuracy "
-                       "you see is on images the model never trained on.",
+                       "each (30 or more is better), then train. Each image is scored by a model that did not train "
+                       "on it (the images take turns being held out), so the accuracy you see is on unseen images.",
         "new_class": "New class", "new_class_placeholder": "e.g. workshop", "add_class": "Add class",
         "target_class": "Add images to class", "class_files": "Images for this class (many at once)",
         "class_zip": "…or one zip with a folder per class", "start_over": "Start over",
@@ -213,7 +213,7 @@ TEXTS = {
                    "SemArt 文本仅供研究使用。这些权重继承上述条款：仅限非商业研究和教育。",
         "licence_wikiart": "WikiArt 的图像和标签**仅供非商业研究使用**；这些模型也一样。",
         "train_intro": "### 教 ArtLab 认识您自己的类别\n添加 {min} 到 {max} 个类别，每个至少 {per} 张图片"
-                       "（30 张以上更好），然后训练。每个类别都会留出一部分图片，所以您看到的准确率来自模型从未训练过的图片。",
+                       "（30 张以上更好），然后训练。每张图片都由没有用它训练的模型打分（图片轮流被留出），所以您看到的准确率来自模型没见过的图片。",
         "new_class": "新类别", "new_class_placeholder": "例如：工作室", "add_class": "添加类别",
         "target_class": "把图片加入类别", "class_files": "这个类别的图片（可一次多张）",
         "class_zip": "…或一个 zip，每个类别一个文件夹", "start_over": "重新开始",
