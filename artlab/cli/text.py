@@ -39,6 +39,12 @@ def register(sub):
     t.add_argument("--ae-slots", type=int, default=16,
                    help="autoencoder code as this many attention slots of code/slots values "
                         "(0: one vector squeezed from the final states)")
+    t.add_argument("--wide-buckets", type=int, default=1 << 16,
+                   help="classifier's wide part: hashed n-gram buckets (0: none; default 65536)")
+    t.add_argument("--refit", action="store_true",
+                   help="classifier on all of train for exactly --epochs (chosen before on the selection split)")
+    t.add_argument("--replaces", type=Path,
+                   help="weights folder of the classifier this one replaces, for its card (default: the shipped)")
     t.add_argument("--limit", type=int, help="at most this many texts per split (quick runs)")
     t.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     t.add_argument("--time-budget", type=float,
@@ -138,10 +144,14 @@ def run_train(args) -> int:
     _set_threads(args.threads)
     command = args.command_line
     if args.model in ("classifier", "all"):
+        from artlab.paths import SHIPPED_WEIGHTS_DIR
         card = train_classifier(args.data, args.out, epochs=args.epochs, batch_size=args.batch, lr=args.lr,
+                                wide_buckets=args.wide_buckets, refit=args.refit,
+                                replaces=args.replaces or SHIPPED_WEIGHTS_DIR,
                                 limit=args.limit, device=args.device, command=command,
                                 time_budget_s=args.time_budget)
-        print(json.dumps({k: r["accuracy"] for k, r in card["metrics"]["val"].items()}))
+        print(json.dumps({split: {k: r["accuracy"] for k, r in tasks.items()}
+                          for split, tasks in card["metrics"].items()}))
     if args.model in ("autoencoder", "all"):
         card = train_autoencoder(args.data, args.out, epochs=args.ae_epochs, batch_size=args.batch,
                                  lr=args.ae_lr, init=args.ae_init, time_budget_s=args.time_budget,
