@@ -35,7 +35,7 @@ AE_MAX_TOKENS = 32        # the autoencoder was trained on titles: it rebuilds a
 # piece, 4 rebuilt the selection split's descriptions best (token accuracy 0.997; 8: 0.935, 16: 0.62),
 # measured by `python benchmarks/text.py --piece-words 4 6 8 10 12 16` (the selection split only).
 AE_PIECE_WORDS = 4
-AE_MAX_PIECES = 40        # at most this many pieces are rebuilt (about 500 words); a note says so
+AE_MAX_PIECES = 64        # at most this many pieces are rebuilt (about 250 words at 4 a piece); a note says so
 # Where a text may be cut into pieces: after the end of a sentence or clause.
 CLAUSE_BREAK = re.compile(r"(?<=[.;:!?,])\s+")
 TEXT_ECHO = 200           # the "text" field of an answer holds at most this many characters
