@@ -631,3 +631,11 @@ def test_report_by_length_compares_whole_and_pieces(trained, text_data):
         assert row["texts"] == 0 or 0 <= row["whole_cut"] <= 1 and 0 <= row["pieces"] <= 1
     # cut to 32 tokens, a text of 90+ words loses most of its tokens; piece by piece it need not
     assert report["51-100 words"]["whole_cut"] < 0.5
+
+
+def test_very_long_text_rebuilds_its_first_pieces_with_a_note(models):
+    from artlab.inference.text import AE_MAX_PIECES, AE_MAX_TOKENS
+
+    record = models.analyze([" ".join([LONG_TEXT] * 4)])[0]
+    assert "reconstruction of the first" in record["note"] and f"{AE_MAX_PIECES} pieces" in record["note"]
+    assert len(record["reconstruction"].split()) <= AE_MAX_PIECES * (AE_MAX_TOKENS + 4)
