@@ -55,7 +55,7 @@ def choose_piece_words(args) -> int:
     torch.set_num_threads(min(2, torch.get_num_threads()))
     model, tokenizer, card = load_text_autoencoder(args.weights, args.device)
     # Descriptions only: the autoencoder was trained on the train split's titles, selection's among them.
-    texts = length_report_texts(load_text_data(args.data, "selection"), titles=False)
+    texts = length_report_texts(load_text_data(args.data, "selection"), titles=0)
     result = {"benchmark": "text autoencoder token accuracy by length and piece size",
               "split": "selection (descriptions' first sentences, up to 100 words)", "texts": len(texts),
               "piece_words": {}}
