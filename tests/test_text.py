@@ -639,3 +639,33 @@ def test_very_long_text_rebuilds_its_first_pieces_with_a_note(models):
     record = models.analyze([" ".join([LONG_TEXT] * 4)])[0]
     assert "reconstruction of the first" in record["note"] and f"{AE_MAX_PIECES} pieces" in record["note"]
     assert len(record["reconstruction"].split()) <= AE_MAX_PIECES * (AE_MAX_TOKENS + 4)
+
+
+def test_second_stage_trains_only_the_wide_part_and_chooses_on_selection(trained, text_data, tmp_path):
+    from artlab.inference.text import load_text_classifier
+    from artlab.training.text_wide import retrain_wide
+
+    before, _, _ = load_text_classifier(trained[0], "cpu")
+    card = retrain_wide(text_data, trained[0], tmp_path, epochs=3, lr=0.05, replaces=trained[0])
+    after, _, _ = load_text_classifier(tmp_path, "cpu")
+    gru = {k: v for k, v in before.state_dict().items() if not k.startswith("wide.")}
+    assert all(torch.equal(v, after.state_dict()[k]) for k, v in gru.items())      # the GRU is fixed
+    assert not torch.equal(before.wide.weight, after.wide.weight)                  # the wide part moved
+    stage2 = card["training"]["stage_2"]
+    assert len(stage2["history"]) == 3 and stage2["best_epoch"] == max(
+        stage2["history"], key=lambda r: r["score"])["epoch"]
+    assert "selection" in card["chosen_on"]["wide_part_epoch"] and set(card["metrics"]) == {"selection", "val"}
+    assert card["replaces"]["sha256"] and len(card["replaces"]["sha256"]) == 64
+    assert "val" not in card["training"]["stage_1"].get("metrics_selection", {})
+
+
+def test_second_stage_refuses_a_classifier_without_wide_part(trained, text_data, tmp_path):
+    from artlab.training.text import train_classifier
+    from artlab.training.text_wide import retrain_wide
+
+    train_classifier(text_data, tmp_path / "narrow", epochs=1, batch_size=16, embed_dim=8, hidden=8,
+                     wide_buckets=0, device="cpu", show_progress=False)
+    for name in ("text_autoencoder.json", "text_autoencoder.safetensors", "text_autoencoder.vocab.json"):
+        (tmp_path / "narrow" / name).write_bytes((trained[0] / name).read_bytes())
+    with pytest.raises(ValueError):
+        retrain_wide(text_data, tmp_path / "narrow", tmp_path / "out", epochs=1)
