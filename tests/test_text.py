@@ -655,6 +655,9 @@ def test_second_stage_trains_only_the_wide_part_and_chooses_on_selection(trained
     assert len(stage2["history"]) == 3 and stage2["best_epoch"] == max(
         stage2["history"], key=lambda r: r["score"])["epoch"]
     assert "selection" in card["chosen_on"]["wide_part_epoch"] and set(card["metrics"]) == {"selection", "val"}
+    best = next(r for r in stage2["history"] if r["epoch"] == stage2["best_epoch"])
+    for task, result in card["metrics"]["selection"].items():      # its quick scores are the full model's
+        assert abs(best[f"selection_{task}"] - result["accuracy"]) < 1e-3
     assert card["replaces"]["sha256"] and len(card["replaces"]["sha256"]) == 64
     assert "val" not in card["training"]["stage_1"].get("metrics_selection", {})
 
