@@ -1,6 +1,11 @@
 """Benchmark: titles/s through `python -m artlab predict-text --json` (stdin), start-up excluded.
 
     python benchmarks/text.py [--weights W] [--data /work/shared/data] [--count 5000] [--device cpu]
+    python benchmarks/text.py --data /work/shared/data --piece-words 4 6 8 10 12 16
+
+With --piece-words it measures instead how well the text autoencoder rebuilds long texts piece by
+piece at each piece size, on the selection split's descriptions (their first sentences, up to 100
+words), by length: the figures AE_PIECE_WORDS (artlab.inference.text) was chosen by.
 
 Starts predict-text as a subprocess, sends one warm-up title and waits for its answer
 (that is the start-up: imports, loading both text models), then streams `--count` titles
@@ -39,6 +44,36 @@ def titles(data: Path, count: int, seed: int = 0) -> list[str]:
     return [source[i % len(source)] for i in rng.sample(range(max(count, len(source))), count)]
 
 
+def choose_piece_words(args) -> int:
+    """Token accuracy by length for each piece size, on the selection split (never val)."""
+    import torch
+
+    from artlab.data.text import load_text_data
+    from artlab.inference.text import load_text_autoencoder
+    from artlab.training.evaluate import autoencoder_length_report, length_report_texts
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    model, tokenizer, card = load_text_autoencoder(args.weights, args.device)
+    # Descriptions only: the autoencoder was trained on the train split's titles, selection's among them.
+    texts = length_report_texts(load_text_data(args.data, "selection"), titles=0)
+    result = {"benchmark": "text autoencoder token accuracy by length and piece size",
+              "split": "selection (descriptions' first sentences, up to 100 words)", "texts": len(texts),
+              "piece_words": {}}
+    for words in args.piece_words:
+        report = autoencoder_length_report(model, tokenizer, texts, args.device, words)
+        scored = [r["pieces"] for r in report.values() if r["pieces"] is not None]
+        result["piece_words"][words] = {"by_length": report, "mean_over_lengths": round(sum(scored) / len(scored), 4)}
+        print(f"{words:>3} words a piece: mean {result['piece_words'][words]['mean_over_lengths']:.4f}  "
+              + "  ".join(f"{k}: {r['pieces']} (whole text cut: {r['whole_cut']}, {r['texts']} texts)"
+                          for k, r in report.items() if r["texts"]), flush=True)
+    best = max(result["piece_words"], key=lambda w: result["piece_words"][w]["mean_over_lengths"])
+    result["best_piece_words"] = best
+    print(f"best on the selection split: {best} words a piece")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.with_name("text_piece_words.json").write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", help="text weights folder (default: $ARTLAB_WEIGHTS or the shipped weights)")
@@ -46,7 +81,11 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=5000)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, default=ROOT / "runs" / "benchmarks" / "text.json")
+    parser.add_argument("--piece-words", type=int, nargs="+",
+                        help="instead: the autoencoder's token accuracy by length at these piece sizes (selection split)")
     args = parser.parse_args()
+    if args.piece_words:
+        return choose_piece_words(args)
     from common import machine
 
     info = machine()   # prints the CPU's model and flags, and the image models' engine and precision

@@ -477,3 +477,198 @@ def test_train_text_command_writes_the_autoencoder_it_was_asked_for(text_data, t
     assert card["config"]["slots"] == 4 and card["config"]["code_dim"] == 16
     assert card["training"]["salad"] == 0.3 and "4 slots x 4 values" in card["architecture"]
     assert model.slot_queries.shape[0] == 4
+
+
+# ------------------------------------------------------------------ selection split (issue 15)
+
+def test_selection_split_is_carved_from_train_disjoint_and_stable():
+    paintings = [(f"artist {i % 37}", f"title {i}") for i in range(3000)]
+    splits = [text_sets.selection_split(a, t) for a, t in paintings]
+    for (artist, title), split in zip(paintings, splits):
+        # val is painting_split's val; selection and fit together are its train
+        assert (split == "val") == (text_sets.painting_split(artist, title) == "val")
+        assert text_sets.selection_split(artist.upper(), f" {title} ") == split      # stable, case and spacing
+    train_count = sum(s != "val" for s in splits)
+    assert 0.10 < splits.count("selection") / train_count < 0.20
+    assert set(splits) == {"val", "selection", "fit"}
+
+
+def test_selection_and_fit_partition_train_and_miss_val(text_data):
+    loaded = {split: text_sets.load_text_data(text_data, split) for split in text_sets.SPLITS}
+    assert len(loaded["selection"]) > 0 and len(loaded["fit"]) > 0
+    assert sorted(loaded["fit"].texts + loaded["selection"].texts) == sorted(loaded["train"].texts)
+    titles = {split: {t for t, k in zip(s.texts, s.kinds) if k == "title"} for split, s in loaded.items()}
+    assert not titles["selection"] & titles["val"] and not titles["selection"] & titles["fit"]
+    with pytest.raises(ValueError):
+        text_sets.load_text_data(text_data, "test")
+
+
+def test_classifier_card_says_which_split_chose_what(trained):
+    card = trained[1]
+    assert set(card["metrics"]) == {"selection", "val"}
+    assert card["training_data"]["trained_on"] == "fit"
+    assert "selection" in card["chosen_on"]["best_epoch"] and "once" in card["chosen_on"]["val"]
+    assert set(card["baseline_bow"]) == {"selection", "val"}
+    assert all(k.startswith("selection_") for r in card["training"]["history"] for k in r if "->" in k)
+
+
+# ------------------------------------------------------------------ wide n-gram part (issue 15)
+
+def test_ngram_ids_are_stable_distinct_and_within_the_buckets():
+    from artlab.models.text import ngram_ids
+
+    ids = ngram_ids("Portrait of a young woman", 1000)
+    assert ids == ngram_ids("portrait  of a YOUNG woman", 1000) == sorted(set(ids))
+    assert all(0 <= i < 1000 for i in ids) and len(ids) > 5      # words, pairs and character n-grams
+    assert ngram_ids("Portrait of a young man", 1000) != ids
+
+
+def test_wide_part_trains_and_gives_the_right_shapes():
+    from artlab.models.text import TextClassifier, ngram_bags
+    from artlab.tokenizer import pad_batch
+
+    torch.manual_seed(0)
+    texts = ["madonna and child", "stormy sea", "portrait of a man", "apples in a bowl"] * 4
+    target = torch.tensor([0, 1, 2, 3] * 4)
+    tokenizer = Tokenizer.build(texts)
+    model = TextClassifier(len(tokenizer), {"subject": 4, "style": 7}, embed_dim=8, hidden=8, wide_buckets=512)
+    ids, lengths = pad_batch([tokenizer.encode(t) for t in texts])
+    bags = ngram_bags(texts, 512)
+    out = model(ids, lengths, bags)
+    assert out["subject"].shape == (16, 4) and out["style"].shape == (16, 7)
+    with pytest.raises(ValueError):
+        model(ids, lengths)                          # the wide part needs its n-grams
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    first = None
+    for _ in range(30):
+        loss = torch.nn.functional.cross_entropy(model(ids, lengths, bags)["subject"], target)
+        first = first if first is not None else loss.item()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < first / 4
+    assert model.wide.weight.grad.abs().sum() > 0     # the wide part learns too
+
+
+def test_classifier_without_wide_part_still_loads(trained, text_data, tmp_path):
+    """Cards from before the wide part (no wide_buckets in their config) load as they were."""
+    from artlab.inference.text import TextModels
+    from artlab.training.text import train_classifier
+
+    train_classifier(text_data, tmp_path, epochs=1,
+                     batch_size=16, embed_dim=8, hidden=8, wide_buckets=0, device="cpu", show_progress=False)
+    for name in ("text_autoencoder.json", "text_autoencoder.safetensors", "text_autoencoder.vocab.json"):
+        (tmp_path / name).write_bytes((trained[0] / name).read_bytes())
+    models = TextModels(tmp_path, device="cpu")
+    assert models.classifier.wide is None
+    assert "subject" in models.analyze(["portrait of a man"])[0]
+
+
+# ------------------------------------------------------------------ long texts through the autoencoder (issue 15)
+
+LONG_TEXT = ("The Virgin sits on a throne in a wide green landscape, holding the Child on her knee. Two angels "
+             "play music at her feet while a saint points towards the Child and another reads a book beside "
+             "a sleeping lion; in the distance a small town rises on a hill under a pale evening sky, and "
+             "a river winds past the old walls towards the sea where three ships lie at anchor near a "
+             "tower. Shepherds watch their flocks on the slopes while a rider crosses the bridge at dusk")
+
+
+def test_long_text_is_cut_into_pieces_within_the_trained_length():
+    from artlab.inference.text import autoencoder_pieces
+
+    tokenizer = Tokenizer.build([LONG_TEXT])
+    assert len(normalize_words(LONG_TEXT)) >= 90
+    for words, tokens in ((4, 32), (12, 32), (16, 10)):
+        pieces = autoencoder_pieces(LONG_TEXT, tokenizer, words, tokens)
+        assert sum(pieces, []) == tokenizer.encode(LONG_TEXT)           # joined, they are the whole text
+        for piece in pieces:
+            assert len(piece) <= tokens and sum(tokenizer.word_starts(piece)) <= words
+        assert len(pieces) >= len(normalize_words(LONG_TEXT)) / words
+    # a clause that fits is kept whole: no piece of 12 words runs across "knee." and "Two"
+    decoded = [tokenizer.decode(p) for p in autoencoder_pieces(LONG_TEXT, tokenizer, 12, 32)]
+    assert any(d.endswith("knee.") for d in decoded)
+
+
+def test_a_word_longer_than_the_piece_is_cut_into_token_windows():
+    from artlab.inference.text import autoencoder_pieces
+
+    tokenizer = Tokenizer.build(["a b c"])
+    pieces = autoencoder_pieces("abcabcabcabcabc", tokenizer, 4, 5)
+    assert all(len(p) <= 5 for p in pieces) and sum(pieces, []) == tokenizer.encode("abcabcabcabcabc")
+
+
+def test_long_text_reconstruction_is_joined_from_its_pieces(models, monkeypatch):
+    """A 100-word text gives about 100 words back: each piece rebuilt (here by a perfect copier), then joined."""
+    from artlab.inference import text as inference
+
+    calls = []
+
+    def copy(model, sequences, device, **kwargs):
+        calls.append([len(s) for s in sequences])
+        return [list(s) for s in sequences]
+
+    monkeypatch.setattr(inference, "reconstruct_ids", copy)
+    record = models.analyze([LONG_TEXT])[0]
+    words_in = len(normalize_words(LONG_TEXT))
+    assert abs(len(normalize_words(record["reconstruction"])) - words_in) <= 2
+    assert len(calls) == 1 and max(calls[0]) <= inference.AE_MAX_TOKENS
+    assert len(calls[0]) >= words_in / inference.AE_PIECE_WORDS
+
+
+def test_report_by_length_compares_whole_and_pieces(trained, text_data):
+    from artlab.inference.text import load_text_autoencoder
+    from artlab.training.evaluate import autoencoder_length_report, length_report_texts
+
+    val = text_sets.load_text_data(text_data, "val")
+    texts = length_report_texts(val)
+    assert all(1 <= len(normalize_words(t)) <= 100 for t in texts)
+    assert any(len(normalize_words(t)) > 25 for t in texts)           # descriptions give the long ones
+    model, tokenizer, _ = load_text_autoencoder(trained[0], "cpu")
+    report = autoencoder_length_report(model, tokenizer, texts + [LONG_TEXT], "cpu")
+    assert list(report) == ["1-5 words", "6-12 words", "13-25 words", "26-50 words", "51-100 words"]
+    assert report["51-100 words"]["texts"] >= 1
+    for row in report.values():
+        assert row["texts"] == 0 or 0 <= row["whole_cut"] <= 1 and 0 <= row["pieces"] <= 1
+    # cut to 32 tokens, a text of 90+ words loses most of its tokens; piece by piece it need not
+    assert report["51-100 words"]["whole_cut"] < 0.5
+
+
+def test_very_long_text_rebuilds_its_first_pieces_with_a_note(models):
+    from artlab.inference.text import AE_MAX_PIECES, AE_MAX_TOKENS
+
+    record = models.analyze([" ".join([LONG_TEXT] * 4)])[0]
+    assert "reconstruction of the first" in record["note"] and f"{AE_MAX_PIECES} pieces" in record["note"]
+    assert len(record["reconstruction"].split()) <= AE_MAX_PIECES * (AE_MAX_TOKENS + 4)
+
+
+def test_second_stage_trains_only_the_wide_part_and_chooses_on_selection(trained, text_data, tmp_path):
+    from artlab.inference.text import load_text_classifier
+    from artlab.training.text_wide import retrain_wide
+
+    before, _, _ = load_text_classifier(trained[0], "cpu")
+    card = retrain_wide(text_data, trained[0], tmp_path, epochs=3, lr=0.05, replaces=trained[0])
+    after, _, _ = load_text_classifier(tmp_path, "cpu")
+    gru = {k: v for k, v in before.state_dict().items() if not k.startswith("wide.")}
+    assert all(torch.equal(v, after.state_dict()[k]) for k, v in gru.items())      # the GRU is fixed
+    assert not torch.equal(before.wide.weight, after.wide.weight)                  # the wide part moved
+    stage2 = card["training"]["stage_2"]
+    assert len(stage2["history"]) == 3 and stage2["best_epoch"] == max(
+        stage2["history"], key=lambda r: r["score"])["epoch"]
+    assert "selection" in card["chosen_on"]["wide_part_epoch"] and set(card["metrics"]) == {"selection", "val"}
+    best = next(r for r in stage2["history"] if r["epoch"] == stage2["best_epoch"])
+    for task, result in card["metrics"]["selection"].items():      # its quick scores are the full model's
+        assert abs(best[f"selection_{task}"] - result["accuracy"]) < 1e-3
+    assert card["replaces"]["sha256"] and len(card["replaces"]["sha256"]) == 64
+    assert "val" not in card["training"]["stage_1"].get("metrics_selection", {})
+
+
+def test_second_stage_refuses_a_classifier_without_wide_part(trained, text_data, tmp_path):
+    from artlab.training.text import train_classifier
+    from artlab.training.text_wide import retrain_wide
+
+    train_classifier(text_data, tmp_path / "narrow", epochs=1, batch_size=16, embed_dim=8, hidden=8,
+                     wide_buckets=0, device="cpu", show_progress=False)
+    for name in ("text_autoencoder.json", "text_autoencoder.safetensors", "text_autoencoder.vocab.json"):
+        (tmp_path / "narrow" / name).write_bytes((trained[0] / name).read_bytes())
+    with pytest.raises(ValueError):
+        retrain_wide(text_data, tmp_path / "narrow", tmp_path / "out", epochs=1)

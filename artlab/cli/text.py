@@ -39,6 +39,16 @@ def register(sub):
     t.add_argument("--ae-slots", type=int, default=16,
                    help="autoencoder code as this many attention slots of code/slots values "
                         "(0: one vector squeezed from the final states)")
+    t.add_argument("--wide-buckets", type=int, default=1 << 16,
+                   help="classifier's wide part: hashed n-gram buckets (0: none; default 65536)")
+    t.add_argument("--refit", action="store_true",
+                   help="classifier on all of train for exactly --epochs (chosen before on the selection split)")
+    t.add_argument("--wide-from", type=Path,
+                   help="classifier: train again only the wide part of the one in this folder (trained on fit), "
+                        "its GRU fixed, for --epochs at --wide-lr; the selection split picks the epoch")
+    t.add_argument("--wide-lr", type=float, default=0.01, help="learning rate of --wide-from (default 0.01)")
+    t.add_argument("--replaces", type=Path,
+                   help="weights folder of the classifier this one replaces, for its card (default: the shipped)")
     t.add_argument("--limit", type=int, help="at most this many texts per split (quick runs)")
     t.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     t.add_argument("--time-budget", type=float,
@@ -132,16 +142,30 @@ def _set_threads(threads):
         torch.set_num_threads(threads)
 
 
+def _train_classifier(args, command: str) -> dict:
+    """Stage 1 (GRU + wide part on fit), or with --wide-from stage 2 (the wide part again, GRU fixed)."""
+    from artlab.paths import SHIPPED_WEIGHTS_DIR
+    from artlab.training.text import train_classifier
+    from artlab.training.text_wide import retrain_wide
+
+    replaces = args.replaces or SHIPPED_WEIGHTS_DIR
+    if args.wide_from:
+        return retrain_wide(args.data, args.wide_from, args.out, epochs=args.epochs, lr=args.wide_lr,
+                            device=args.device or "cpu", command=command, replaces=replaces)
+    return train_classifier(args.data, args.out, epochs=args.epochs, batch_size=args.batch, lr=args.lr,
+                            wide_buckets=args.wide_buckets, refit=args.refit, replaces=replaces,
+                            limit=args.limit, device=args.device, command=command, time_budget_s=args.time_budget)
+
+
 def run_train(args) -> int:
-    from artlab.training.text import train_autoencoder, train_classifier
+    from artlab.training.text import train_autoencoder
 
     _set_threads(args.threads)
     command = args.command_line
     if args.model in ("classifier", "all"):
-        card = train_classifier(args.data, args.out, epochs=args.epochs, batch_size=args.batch, lr=args.lr,
-                                limit=args.limit, device=args.device, command=command,
-                                time_budget_s=args.time_budget)
-        print(json.dumps({k: r["accuracy"] for k, r in card["metrics"]["val"].items()}))
+        card = _train_classifier(args, command)
+        print(json.dumps({split: {k: r["accuracy"] for k, r in tasks.items()}
+                          for split, tasks in card["metrics"].items()}))
     if args.model in ("autoencoder", "all"):
         card = train_autoencoder(args.data, args.out, epochs=args.ae_epochs, batch_size=args.batch,
                                  lr=args.ae_lr, init=args.ae_init, time_budget_s=args.time_budget,

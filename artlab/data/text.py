@@ -25,6 +25,11 @@ def read_csv_rows(path: str | Path) -> list[dict]:
 
 
 VAL_FRACTION = 0.15
+# The share of train (by painting, from the same hash) kept aside to choose epochs, sizes and
+# recipes on, so that val is measured once per shipped model and chooses nothing.
+SELECTION_FRACTION = 0.15
+# The splits load_text_data knows: "train" is "fit" + "selection"; the three are disjoint.
+SPLITS = ("train", "val", "fit", "selection")
 
 
 @dataclass
@@ -51,13 +56,40 @@ class TextSet:
                        [k for s in sets for k in s.kinds])
 
 
+def _painting_bucket(artist: str, title: str) -> float:
+    """A number in [0, 1) from md5 of the painting (artist + title, case and spacing ignored)."""
+    import hashlib
+    key = f"{' '.join(artist.lower().split())}|{' '.join(title.lower().split())}"
+    return int.from_bytes(hashlib.md5(key.encode("utf-8")).digest()[:4], "big") / 2 ** 32
+
+
 def painting_split(artist: str, title: str, val_fraction: float = VAL_FRACTION) -> str:
     """"train" or "val" from a hash of the painting (artist + title), so the same painting
     (WikiArt lists some several times, one per year) never lands on both sides."""
-    import hashlib
-    key = f"{' '.join(artist.lower().split())}|{' '.join(title.lower().split())}"
-    bucket = int.from_bytes(hashlib.md5(key.encode("utf-8")).digest()[:4], "big") / 2 ** 32
-    return "val" if bucket < val_fraction else "train"
+    return "val" if _painting_bucket(artist, title) < val_fraction else "train"
+
+
+def selection_split(artist: str, title: str, val_fraction: float = VAL_FRACTION,
+                    selection_fraction: float = SELECTION_FRACTION) -> str:
+    """"val", "selection" or "fit": train (by painting, as painting_split) cut in two by the same hash.
+
+    The selection split is the next `selection_fraction` of train's hash range after val, so it is
+    disjoint from val and from fit by construction, and stable across runs and machines."""
+    bucket = _painting_bucket(artist, title)
+    if bucket < val_fraction:
+        return "val"
+    return "selection" if bucket < val_fraction + selection_fraction * (1 - val_fraction) else "fit"
+
+
+def in_split(artist: str, title: str, split: str | None) -> bool:
+    """Whether a painting belongs to `split` (None: every painting)."""
+    if split is None:
+        return True
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}: expected one of {SPLITS}")
+    if split in ("train", "val"):
+        return painting_split(artist, title) == split
+    return selection_split(artist, title) == split
 
 
 def _label_index(names: tuple[str, ...], value: str | None) -> int:
@@ -70,7 +102,7 @@ def load_wikiart_titles(path: str | Path, split: str | None = None) -> TextSet:
     texts, styles, subjects = [], [], []
     for row in read_csv_rows(path):
         title = (row.get("title") or "").strip()
-        if not title or (split and painting_split(row.get("artist", ""), title) != split):
+        if not title or not in_split(row.get("artist", ""), title, split):
             continue
         style = _label_index(STYLES, row.get("style"))
         subject = _label_index(SUBJECTS, GENRE_TO_SUBJECT.get(row.get("genre", "")))
@@ -87,7 +119,7 @@ def load_semart(path: str | Path, split: str | None = None) -> TextSet:
     texts, subjects, kinds = [], [], []
     for row in read_csv_rows(path):
         title, description = (row.get("title") or "").strip(), (row.get("description") or "").strip()
-        if split and painting_split(row.get("author", ""), title) != split:
+        if not in_split(row.get("author", ""), title, split):
             continue
         subject = _label_index(SUBJECTS, SEMART_TYPE_TO_SUBJECT.get(row.get("type", "")))
         for text, kind in ((description, "description"), (title, "semart_title")):
@@ -100,7 +132,7 @@ def load_semart(path: str | Path, split: str | None = None) -> TextSet:
 
 
 def load_text_data(root: str | Path, split: str | None = None) -> TextSet:
-    """The shared text data (`root` holds text/, or is text/ itself), one split or all of it."""
+    """The shared text data (`root` holds text/, or is text/ itself), one split (SPLITS) or all of it."""
     root = Path(root)
     folder = root / "text" if (root / "text").is_dir() else root
     titles, semart = folder / "wikiart_titles.csv", folder / "semart.csv"

@@ -4,12 +4,44 @@ Both read token ids from artlab.tokenizer, padded with 0, plus the true lengths;
 sequences are packed so padding never reaches the backward direction of a GRU.
 """
 
+import zlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from artlab.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from artlab.tokenizer import BOS_ID, EOS_ID, PAD_ID, normalize_words
+
+NGRAM_CHARS = 400         # character n-grams come from the first this many characters (descriptions are long)
+
+
+def ngram_ids(text: str, buckets: int, char_sizes: tuple[int, ...] = (3, 4, 5)) -> list[int]:
+    """The wide branch's input: distinct hashed words, word pairs and character n-grams of a text.
+
+    crc32, not hash(): Python salts hash() per process, and the ids must be the same at training
+    and at inference."""
+    words = normalize_words(text)
+    grams = set(words) | {f"{a} {b}" for a, b in zip(words, words[1:])}
+    padded = f" {' '.join(words)[:NGRAM_CHARS]} "
+    grams |= {"#" + padded[i:i + n] for n in char_sizes for i in range(len(padded) - n + 1)}
+    return sorted({zlib.crc32(g.encode("utf-8")) % buckets for g in grams})
+
+
+def bags_from_ids(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """EmbeddingBag input from each text's ngram_ids: (flat ids, offsets, per-id weights 1/sqrt(n)).
+
+    Weights of 1/sqrt(n) keep a 300-word description's sum on the scale of a 4-word title's."""
+    rows = [r or [0] for r in rows]
+    lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)[:-1]])
+    weights = torch.cat([torch.full((len(r),), len(r) ** -0.5) for r in rows]) if rows else torch.zeros(0)
+    return torch.tensor([i for r in rows for i in r], dtype=torch.long), offsets, weights
+
+
+def ngram_bags(texts: list[str], buckets: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """bags_from_ids for a batch of texts."""
+    return bags_from_ids([ngram_ids(t, buckets) for t in texts])
 
 
 def run_rnn(rnn: nn.GRU, x: torch.Tensor, lengths: torch.Tensor):
@@ -32,8 +64,15 @@ class TextClassifier(nn.Module):
     """
 
     def __init__(self, vocab_size: int, heads: dict[str, int], embed_dim: int = 128, hidden: int = 256,
-                 dropout: float = 0.3, embedding_pool: bool = False):
+                 dropout: float = 0.3, embedding_pool: bool = False, wide_buckets: int = 0):
         super().__init__()
+        # wide_buckets: a fastText-style wide part, hashed words, word pairs and character n-grams
+        # (ngram_ids) straight to logits that are added to the GRU's; on short titles the exact
+        # words and their pairs tell much, and a linear model learns them faster than the GRU
+        self.wide_buckets = wide_buckets
+        self.wide = nn.EmbeddingBag(wide_buckets, sum(heads.values()), mode="sum") if wide_buckets else None
+        if self.wide is not None:
+            nn.init.zeros_(self.wide.weight)
         # embedding_pool: also the mean of the word embeddings, a direct lexical path beside the GRU
         self.embedding_pool = embedding_pool
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
@@ -57,9 +96,22 @@ class TextClassifier(nn.Module):
             pooled.append((embedded * weights).sum(1) / weights.sum(1).clamp(min=1))
         return torch.cat(pooled, 1)
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor, bags=None) -> dict[str, torch.Tensor]:
+        """Logits per head. `bags`: ngram_bags of the same texts, needed when the model has a wide part."""
         pooled = self.dropout(self.features(ids, lengths))
-        return {name: head(pooled) for name, head in self.heads.items()}
+        out = {name: head(pooled) for name, head in self.heads.items()}
+        if self.wide is None:
+            return out
+        if bags is None:
+            raise ValueError("this classifier has a wide n-gram part: pass bags=ngram_bags(texts, buckets)")
+        flat, offsets, weights = (b.to(ids.device) for b in bags)
+        wide = self.wide(flat, offsets, per_sample_weights=weights.to(self.wide.weight.dtype))
+        start = 0
+        for name, logits in out.items():
+            size = logits.shape[1]
+            out[name] = logits + wide[:, start:start + size].to(logits.dtype)
+            start += size
+        return out
 
 
 class TextAutoencoder(nn.Module):

@@ -3,6 +3,7 @@ on the by-painting validation split (`evaluate-text`), and the reports that trai
 soups and fine-tuning use to pick their best epoch and fill their cards."""
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from artlab.checkpoints import CLASSIFIER_NAME, Checkpoint, WeightsError
 from artlab.data.folders import SPLIT_PARTS, ImageSet, load_class_folders
 from artlab.data.text import (
+    SPLITS,
     TEXT_TASKS,
     TextSet,
     load_text_data,
@@ -21,7 +23,13 @@ from artlab.device import pick_device
 from artlab.inference.calibration import calibration_for
 from artlab.inference.engine import OnnxArtModels, engine_for
 from artlab.inference.image import classifier_probs, load_classifier_for_inference
-from artlab.inference.text import AE_MAX_TOKENS, classify_ids, reconstruct_ids
+from artlab.inference.text import (
+    AE_MAX_TOKENS,
+    AE_PIECE_WORDS,
+    classify_ids,
+    reconstruct_ids,
+    reconstruct_texts,
+)
 from artlab.labels import IMAGE_HEADS, TEXT_HEADS
 from artlab.models.autoencoder import psnr
 from artlab.tokenizer import PAD_ID, normalize, normalize_words
@@ -141,7 +149,7 @@ def mean_psnr(model, x: torch.Tensor, device, batch_size: int = 256) -> float:
 def text_classifier_report(model, tokenizer, val: TextSet, device, max_tokens: int = 512) -> dict:
     """Accuracy, per-class accuracy and confusion for each task in TEXT_TASKS."""
     sequences = [tokenizer.encode(t, max_tokens) or [PAD_ID] for t in val.texts]
-    probs = classify_ids(model, sequences, device)
+    probs = classify_ids(model, sequences, device, texts=val.texts)
     report = {}
     for name, head, kinds in TEXT_TASKS:
         keep = task_rows(val, head, kinds)
@@ -179,37 +187,95 @@ def text_autoencoder_report(model, tokenizer, titles: list[str], device) -> dict
             "count": len(targets)}
 
 
+LENGTH_BUCKETS = ((1, 5), (6, 12), (13, 25), (26, 50), (51, 100))   # in words
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def length_report_texts(texts: TextSet, max_words: int = 100, titles: int | None = 3000) -> list[str]:
+    """Texts of 1 to `max_words` words for the autoencoder's report by length: the first `titles`
+    distinct titles (None: all; 0: none; 3,000 keep evaluate-text quick on a busy CPU) and, from each
+    description, its first 1, 2, 3... sentences while within `max_words`."""
+    out = clean_short_titles(texts, max_words)[:titles] if titles != 0 else []
+    for text, kind in zip(texts.texts, texts.kinds):
+        if kind != "description":
+            continue
+        sentences = SENTENCE_END.split(text.strip())
+        for end in range(1, len(sentences) + 1):
+            prefix = " ".join(sentences[:end])
+            if len(normalize_words(prefix)) > max_words:
+                break
+            out.append(prefix)
+    return out
+
+
+def autoencoder_length_report(model, tokenizer, texts: list[str], device, piece_words: int = AE_PIECE_WORDS) -> dict:
+    """Token accuracy by length (LENGTH_BUCKETS, words): "whole" rebuilds each text cut to AE_MAX_TOKENS
+    (as predict-text did before), "pieces" piece by piece (reconstruct_texts), each against all of its tokens.
+
+    Position-wise matches over the longer sequence (token_accuracy), for "pieces" within each piece."""
+    targets = [tokenizer.encode(t) for t in texts]
+    whole = reconstruct_ids(model, [t[:AE_MAX_TOKENS] for t in targets], device)
+    pieces = reconstruct_texts(model, tokenizer, texts, device, piece_words, max_pieces=None)
+    sums = {bucket: [0, 0, 0, 0, 0] for bucket in LENGTH_BUCKETS}   # texts, whole hits/total, pieces hits/total
+    for text, target, rebuilt, (cut, rebuilt_pieces) in zip(texts, targets, whole, pieces):
+        words = len(normalize_words(text))
+        bucket = next((b for b in LENGTH_BUCKETS if b[0] <= words <= b[1]), None)
+        if bucket is None:
+            continue
+        row = sums[bucket]
+        row[0] += 1
+        row[1] += sum(a == b for a, b in zip(rebuilt, target))
+        row[2] += max(len(rebuilt), len(target))
+        row[3] += sum(sum(a == b for a, b in zip(p, t)) for p, t in zip(rebuilt_pieces, cut))
+        row[4] += sum(max(len(p), len(t)) for p, t in zip(rebuilt_pieces, cut))
+    return {f"{lo}-{hi} words": {"texts": n, "whole_cut": round(wh / wt, 4) if wt else None,
+                                 "pieces": round(ph / pt, 4) if pt else None}
+            for (lo, hi), (n, wh, wt, ph, pt) in sums.items()}
+
+
 def evaluate_text(data_root: Path, weights=None, baseline: bool = True, device=None) -> dict:
-    """The shipped (or given) text models on the by-painting validation split, and the baseline."""
+    """The shipped (or given) text models on the selection split (carved from train: where choices
+    are made) and on the by-painting validation split (measured, never chosen on), and the baseline
+    beside each: bag of words trained on fit for selection, on all of train for val."""
     from artlab.inference.text import load_text_autoencoder, load_text_classifier
 
     device = pick_device(device)
-    val = load_text_data(data_root, "val")
+    sets = {split: load_text_data(data_root, split) for split in SPLITS}
     model, tokenizer, card = load_text_classifier(weights, device)
-    report = {"data": str(data_root), "split": "val (by painting)",
-              "classifier": text_classifier_report(model, tokenizer, val, device)}
+    report = {"data": str(data_root), "splits": {split: len(s) for split, s in sets.items()},
+              "classifier_trained_on": card.get("training_data", {}).get("trained_on", "train"),
+              "chosen_on": card.get("chosen_on", "val (a card from before the selection split)"),
+              "classifier": {split: text_classifier_report(model, tokenizer, sets[split], device)
+                             for split in ("selection", "val")}}
     try:
         ae, ae_tokenizer, _ = load_text_autoencoder(weights, device)
-        report["autoencoder"] = text_autoencoder_report(ae, ae_tokenizer, clean_short_titles(val), device)
+        report["autoencoder"] = text_autoencoder_report(ae, ae_tokenizer, clean_short_titles(sets["val"]), device)
+        report["autoencoder_by_length"] = {
+            "piece_words": AE_PIECE_WORDS,
+            **{split: autoencoder_length_report(ae, ae_tokenizer, length_report_texts(sets[split]), device)
+               for split in ("selection", "val")}}
     except WeightsError as e:
         log.warning("no text autoencoder: %s", e)
     if baseline:
-        report["baseline_bow_logreg"] = bow_baseline(load_text_data(data_root, "train"), val)
+        report["baseline_bow_logreg"] = {"selection": bow_baseline(sets["fit"], sets["selection"]),
+                                         "val": bow_baseline(sets["train"], sets["val"])}
     return report
 
 
 def print_text_report(report: dict) -> None:
     baseline = report.get("baseline_bow_logreg", {})
-    print(f"text models on {report['data']}, {report['split']}")
-    print(f"{'task':<22} {'count':>6} {'RNN':>7} {'BoW-LR':>7}")
-    for task, result in report["classifier"].items():
-        base = baseline.get(task, {}).get("accuracy")
-        print(f"{task:<22} {result['count']:>6} {result['accuracy']:>7.4f} "
-              f"{base if base is None else format(base, '>7.4f')}")
-    for task, result in report["classifier"].items():
-        print(f"\n{task}: per-class accuracy")
+    print(f"text models on {report['data']}: splits by painting {report['splits']}")
+    print(f"classifier trained on {report['classifier_trained_on']}; chosen on: {report['chosen_on']}")
+    print(f"{'split':<10} {'task':<22} {'count':>6} {'model':>7} {'BoW-LR':>7}")
+    for split, tasks in report["classifier"].items():
+        for task, result in tasks.items():
+            base = baseline.get(split, {}).get(task, {}).get("accuracy")
+            print(f"{split:<10} {task:<22} {result['count']:>6} {result['accuracy']:>7.4f} "
+                  f"{'-' if base is None else format(base, '>7.4f')}")
+    for task, result in report["classifier"]["val"].items():
+        print(f"\nval {task}: per-class accuracy")
         for name, value in result["per_class"].items():
-            base = baseline.get(task, {}).get("per_class", {}).get(name)
+            base = baseline.get("val", {}).get(task, {}).get("per_class", {}).get(name)
             print(f"  {name:<20} {'-' if value is None else format(value, '.4f'):>7}   "
                   f"(BoW-LR {'-' if base is None else format(base, '.4f')})")
         print(format_confusion(result))
@@ -217,3 +283,14 @@ def print_text_report(report: dict) -> None:
         ae = report["autoencoder"]
         print(f"\ntext autoencoder on {ae['count']} clean val titles of <= 12 words: "
               f"token accuracy {ae['token_accuracy']:.4f}, exact match {ae['exact_match']:.4f}")
+        _print_length_report(report["autoencoder_by_length"])
+
+
+def _print_length_report(by_length: dict) -> None:
+    print(f"token accuracy by length (titles, and descriptions' first sentences up to 100 words): the whole "
+          f"text cut to {AE_MAX_TOKENS} tokens, as before, vs piece by piece ({by_length['piece_words']} words a piece)")
+    print(f"{'split':<10} {'length':<14} {'texts':>6} {'whole, cut':>11} {'pieces':>8}")
+    for split in ("selection", "val"):
+        for bucket, row in by_length[split].items():
+            whole, pieces = (("-" if v is None else f"{v:.4f}") for v in (row["whole_cut"], row["pieces"]))
+            print(f"{split:<10} {bucket:<14} {row['texts']:>6} {whole:>11} {pieces:>8}")

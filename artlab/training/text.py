@@ -13,16 +13,17 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from artlab.checkpoints import save_checkpoint
+from artlab.checkpoints import file_digest, read_card, save_checkpoint
 from artlab.data import text as text_data
-from artlab.data.text import labelled_rows
+from artlab.data.text import TextSet, labelled_rows
 from artlab.device import pick_device
 from artlab.inference.text import (
     AE_MAX_TOKENS,
+    split_words,
     vocab_path,
 )
 from artlab.labels import TEXT_HEADS
-from artlab.models.text import TextAutoencoder, TextClassifier
+from artlab.models.text import TextAutoencoder, TextClassifier, bags_from_ids, ngram_ids
 from artlab.tokenizer import (
     BOS_ID,
     EOS_ID,
@@ -30,6 +31,7 @@ from artlab.tokenizer import (
     Tokenizer,
     pad_batch,
 )
+from artlab.training.baselines import bow_baseline
 from artlab.training.cards import history_record, make_card
 from artlab.training.evaluate import (
     clean_short_titles,
@@ -58,7 +60,8 @@ TEXT_DATA_NOTE = {
     "titles": "WikiArt titles (wikiart_titles.csv): style label where the style is one of the 7, "
               "subject where the genre maps (see artlab.data.text.GENRE_TO_SUBJECT)",
     "descriptions": "SemArt descriptions and titles (semart.csv), subject from the type",
-    "split": f"by painting: md5 of artist + title, {text_data.VAL_FRACTION:.0%} to validation"}
+    "split": f"by painting: md5 of artist + title, {text_data.VAL_FRACTION:.0%} to validation; of the rest, "
+             f"{text_data.SELECTION_FRACTION:.0%} to the selection split (choices), the others to fit"}
 
 
 def _heads_loss(out: dict, targets: dict) -> torch.Tensor:
@@ -67,61 +70,127 @@ def _heads_loss(out: dict, targets: dict) -> torch.Tensor:
                for h in TEXT_HEADS)
 
 
+WIDE_BUCKETS = 1 << 16       # hashed n-gram buckets of the wide part: 65,536 x 12 logits, 1.5 MB in fp16
+
+
 def train_classifier(data_root: Path, out_dir: Path, *, epochs: int = 8, batch_size: int = 128,
                      lr: float = 2e-3, embed_dim: int = 128, hidden: int = 256, embedding_pool: bool = True,
-                     limit: int | None = None, device=None, name: str = "text_classifier", seed: int = 0,
-                     command: str = "",
-                     show_progress: bool = True, time_budget_s: float | None = None) -> dict:
+                     wide_buckets: int = WIDE_BUCKETS, refit: bool = False, limit: int | None = None,
+                     device=None, name: str = "text_classifier", seed: int = 0, command: str = "",
+                     show_progress: bool = True, time_budget_s: float | None = None,
+                     replaces: Path | None = None) -> dict:
+    """Trained on the fit split with its best epoch chosen on the selection split (both carved from
+    train, artlab.data.text.selection_split); val is measured once, on the model that is saved.
+
+    refit: train on all of train for exactly `epochs` epochs (a count chosen before on the selection
+    split) and keep the last; its selection figures are then in-sample. `replaces`: the weights folder
+    whose classifier this one would replace (its sha256 and metrics go on the card)."""
     device = pick_device(device)
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    train = text_data.load_text_data(data_root, "train")
-    val = text_data.load_text_data(data_root, "val")
-    if limit:
-        train, val = train.select(list(range(min(limit, len(train))))), val.select(list(range(min(limit, len(val)))))
+    sets = _classifier_sets(data_root, limit)
+    train = sets["train" if refit else "fit"]
     tokenizer = Tokenizer.build(train.texts)
-    labelled = labelled_rows(train)
-    encoded = {i: tokenizer.encode(train.texts[i], TRAIN_MAX_TOKENS) or [PAD_ID] for i in labelled}
-    pool = [i for i in labelled for _ in range(DESCRIPTION_REPEAT if train.kinds[i] == "description" else 1)]
-    log.info("train: %d labelled texts (%d with descriptions repeated), val: %d, vocabulary %d, device %s",
-             len(labelled), len(pool), len(val), len(tokenizer), device)
-    model = TextClassifier(len(tokenizer), {h: len(n) for h, n in TEXT_HEADS.items()},
-                           embed_dim=embed_dim, hidden=hidden, embedding_pool=embedding_pool).to(device)
-    steps = max(1, -(-len(pool) // batch_size))
-
-    def batches(epoch):
-        for batch in length_batches([len(encoded[i]) for i in pool], batch_size, rng):
-            rows = [pool[j] for j in batch]
-            ids, lengths = pad_batch([encoded[i] for i in rows])
-            index = torch.tensor(rows)
-            yield ids.to(device), lengths, {h: train.labels[h][index].to(device) for h in TEXT_HEADS}
+    model = TextClassifier(len(tokenizer), {h: len(n) for h, n in TEXT_HEADS.items()}, embed_dim=embed_dim,
+                           hidden=hidden, embedding_pool=embedding_pool, wide_buckets=wide_buckets).to(device)
+    batches = _ClassifierBatches(train, tokenizer, batch_size, rng, wide_buckets, device)
 
     def step(model, batch):
-        ids, lengths, targets = batch
-        return _heads_loss(model(ids, lengths), targets)
+        ids, lengths, bags, targets = batch
+        return _heads_loss(model(ids, lengths, bags), targets)
 
     def evaluate(model):
-        report = text_classifier_report(model, tokenizer, val, device)
-        scores = {f"val_{k}": r["accuracy"] or 0.0 for k, r in report.items()}
+        report = text_classifier_report(model, tokenizer, sets["selection"], device)
+        scores = {f"selection_{k}": r["accuracy"] or 0.0 for k, r in report.items()}
         return {**scores, "score": sum(scores.values())}
 
-    result = fit(model, batches, step, epochs=epochs, steps_per_epoch=steps, device=device,
+    result = fit(model, batches, step, epochs=epochs, steps_per_epoch=batches.steps, device=device,
                  param_groups=[{"params": model.parameters(), "lr": lr}], weight_decay=0.01,
-                 warmup_epochs=0.3, evaluate=evaluate, show_progress=show_progress,
+                 warmup_epochs=0.3, evaluate=None if refit else evaluate, show_progress=show_progress,
                  time_budget_s=time_budget_s)
+    metrics = {split: text_classifier_report(model, tokenizer, sets[split], device) for split in ("selection", "val")}
     card = make_card(
-        name, architecture=f"token embedding {embed_dim} -> bidirectional GRU {hidden} -> additive attention "
-        "pooling + max pooling over time" + (" + mean of the embeddings" if embedding_pool else "")
-        + " -> linear subject and style heads",
+        name, architecture=_classifier_architecture(embed_dim, hidden, embedding_pool, wide_buckets),
         config={"vocab_size": len(tokenizer), "embed_dim": embed_dim, "hidden": hidden,
-                "embedding_pool": embedding_pool, "heads": {h: len(n) for h, n in TEXT_HEADS.items()}},
+                "embedding_pool": embedding_pool, "wide_buckets": wide_buckets,
+                "heads": {h: len(n) for h, n in TEXT_HEADS.items()}},
         labels={h: list(n) for h, n in TEXT_HEADS.items()}, vocabulary=vocab_path(Path(name)).name,
-        tokenizer=TOKENIZER_NOTE, training_data={**TEXT_DATA_NOTE, "train_texts": len(labelled)},
-        training=history_record(result, batch_size=batch_size, lr=lr),
-        metrics={"val": text_classifier_report(model, tokenizer, val, device)}, command=command)
+        tokenizer=TOKENIZER_NOTE, training_data={**TEXT_DATA_NOTE, "trained_on": "train" if refit else "fit",
+                                                 "train_texts": len(batches.labelled)},
+        training=history_record(result, batch_size=batch_size, lr=lr), metrics=metrics,
+        chosen_on=_classifier_choices(refit), baseline_bow=_bow_beside(sets),
+        replaces=replaced_version(replaces, name), command=command)
     save_checkpoint(model, out_dir / name, card)
     tokenizer.save(vocab_path(out_dir / name))
     return card
+
+
+def _classifier_sets(data_root: Path, limit: int | None) -> dict[str, TextSet]:
+    """The four splits the classifier's recipe reads (at most `limit` texts each, for quick runs)."""
+    sets = {split: text_data.load_text_data(data_root, split) for split in text_data.SPLITS}
+    if limit:
+        sets = {split: s.select(list(range(min(limit, len(s))))) for split, s in sets.items()}
+    log.info("text splits: %s", {split: len(s) for split, s in sets.items()})
+    return sets
+
+
+def _classifier_architecture(embed_dim: int, hidden: int, embedding_pool: bool, wide_buckets: int) -> str:
+    return (f"token embedding {embed_dim} -> bidirectional GRU {hidden} -> additive attention pooling + max "
+            "pooling over time" + (" + mean of the embeddings" if embedding_pool else "")
+            + " -> linear subject and style heads"
+            + (f"; plus a wide part: {wide_buckets:,} hashed buckets of words, word pairs and character "
+               "3-5-grams (weights 1/sqrt(n)) straight to logits added to the heads'" if wide_buckets else ""))
+
+
+def _classifier_choices(refit: bool) -> dict:
+    """Which split chose what, for the card."""
+    return {"best_epoch": "refit on all of train: the last epoch of a run as long as the one chosen on the "
+                          "selection split" if refit else "the selection split (sum of its three accuracies)",
+            "recipe_and_sizes": "the selection split (scripts and runs named in `command` and the report)",
+            "val": "measured once, on the saved model; it chose nothing"}
+
+
+def _bow_beside(sets: dict[str, TextSet]) -> dict:
+    """The bag-of-words baseline on the same splits: fit -> selection and train -> val (evaluate-text's)."""
+    return {split: {task: r["accuracy"] for task, r in bow_baseline(sets[source], sets[split]).items()}
+            for split, source in (("selection", "fit"), ("val", "train"))}
+
+
+def replaced_version(folder: Path | None, name: str) -> dict | None:
+    """The classifier (or other model) in `folder` that a new one replaces: file, sha256, date, metrics."""
+    path = Path(folder) / f"{name}.safetensors" if folder else None
+    if path is None or not path.is_file():
+        return None
+    card = read_card(path.with_suffix(".json"))
+    metrics = {split: {task: r["accuracy"] if isinstance(r, dict) else r for task, r in tasks.items()}
+               for split, tasks in card.get("metrics", {}).items()}
+    return {"file": path.name, "sha256": file_digest(path, 64), "date": card.get("date"), "metrics": metrics,
+            "chosen_on": card.get("chosen_on", "val (best epoch by the sum of the three val accuracies)")}
+
+
+class _ClassifierBatches:
+    """batches(epoch): labelled texts of similar length (descriptions repeated), token ids, n-gram bags
+    (when the model has a wide part) and the labels per head."""
+
+    def __init__(self, train: TextSet, tokenizer: Tokenizer, batch_size: int, rng, wide_buckets: int, device):
+        self.train, self.batch_size, self.rng, self.device = train, batch_size, rng, device
+        self.labelled = labelled_rows(train)
+        self.encoded = {i: tokenizer.encode(train.texts[i], TRAIN_MAX_TOKENS) or [PAD_ID] for i in self.labelled}
+        self.grams = {i: ngram_ids(train.texts[i], wide_buckets) for i in self.labelled} if wide_buckets else None
+        self.pool = [i for i in self.labelled
+                     for _ in range(DESCRIPTION_REPEAT if train.kinds[i] == "description" else 1)]
+        self.steps = max(1, -(-len(self.pool) // batch_size))
+        log.info("classifier: %d labelled texts (%d with descriptions repeated), vocabulary %d",
+                 len(self.labelled), len(self.pool), len(tokenizer))
+
+    def __call__(self, epoch):
+        for batch in length_batches([len(self.encoded[i]) for i in self.pool], self.batch_size, self.rng):
+            rows = [self.pool[j] for j in batch]
+            ids, lengths = pad_batch([self.encoded[i] for i in rows])
+            bags = bags_from_ids([self.grams[i] for i in rows]) if self.grams is not None else None
+            index = torch.tensor(rows)
+            yield ids.to(self.device), lengths, bags, {h: self.train.labels[h][index].to(self.device)
+                                                       for h in TEXT_HEADS}
 
 
 # ------------------------------------------------------------------ text autoencoder
@@ -138,17 +207,6 @@ def add_noise(ids: list[int], starts: list[bool], rng: random.Random, drop: floa
             i += 1
         i += 1
     return [t for w in kept for t in w]
-
-
-def split_words(ids: list[int], starts: list[bool]) -> list[list[int]]:
-    """Token ids grouped by word (a word and its "##" pieces stay together)."""
-    words: list[list[int]] = []
-    for token, start in zip(ids, starts):
-        if start or not words:
-            words.append([token])
-        else:
-            words[-1].append(token)
-    return words
 
 
 def word_salad(word_count: int, word_pool: list[list[int]], rng: random.Random, max_tokens: int) -> list[int]:
