@@ -29,6 +29,12 @@ def register(sub):
     t.add_argument("--size", type=int, default=224, help="classifier input size")
     t.add_argument("--no-texture", action="store_true", help="without the Gram texture branch")
     t.add_argument("--ae-width", type=int, default=32)
+    t.add_argument("--ae-lr", type=float, default=2e-3, help="autoencoder learning rate (fine-tuning: lower, e.g. 3e-4)")
+    t.add_argument("--ae-batch", type=int, default=64, help="autoencoder batch size")
+    t.add_argument("--perceptual-weight", type=float, default=0.0,
+                   help="autoencoder: weight of the Lite0 feature distance added to L1 + MSE (0: pixels only)")
+    t.add_argument("--init-autoencoder", help="autoencoder: fine-tune these weights (folder or .safetensors) "
+                   "instead of starting from random")
     t.add_argument("--limit", type=int, help="at most this many images per class (quick runs)")
     t.add_argument("--time-budget", type=float, help="stop each model after this many seconds (keeps the best)")
     t.add_argument("--device")
@@ -132,8 +138,9 @@ def run_train(args) -> int:
         print(json.dumps({h: r["accuracy"] for h, r in card["metrics"]["val"].items()}))
     if args.model in ("autoencoder", "all"):
         card = train_autoencoder(args.data, args.out, epochs=args.ae_epochs, width=args.ae_width,
-                                 limit=args.limit, time_budget_s=args.time_budget, device=args.device,
-                                 command=command)
+                                 lr=args.ae_lr, batch_size=args.ae_batch, perceptual_weight=args.perceptual_weight,
+                                 init=args.init_autoencoder, limit=args.limit, time_budget_s=args.time_budget,
+                                 device=args.device, command=command)
         print(json.dumps(card["metrics"]["val"]))
     return 0
 
