@@ -151,6 +151,8 @@ def main() -> int:
     result = {"machine": info, "benchmark": "autoencoder reconstructions and walk midpoints on Lite0 features",
               "split": args.split, "data": str(args.data), "seed": args.seed, "reference": len(reference),
               "pairs": len(first), "frechet_size_px": 224, "image_size_px": IMAGE_SIZE,
+              # The figures are the models' own: torch in fp32, whatever engine the app would pick.
+              "measured_with": "torch, float32 (artlab.inference.image.load_autoencoder)",
               "frechet": yardsticks(net, real, first, args.device, args.batch)}
     print(f"{args.split}: {len(reference)} reference paintings, {len(first)} pairs; Fréchet of "
           f"{len(first)} real paintings {result['frechet']['real_pictures']:.2f} (the floor), "
