@@ -142,6 +142,26 @@ def test_image_training_on_the_gpu(class_folders, tmp_path, monkeypatch):
     assert classifier["training"]["epochs_run"] == 1 and autoencoder["metrics"]["val"]["psnr_db"] > 0
 
 
+
+def test_autoencoder_finetune_with_the_perceptual_loss_on_the_gpu(class_folders, tiny_weights, tmp_path):
+    """The frozen Lite0 (real ImageNet weights) moves to the model's device with it, and the Create
+    measures run there too."""
+    from artlab.inference.image import load_autoencoder
+    from artlab.training.perceptual import feature_distance, frechet_distance, frozen_lite0, pooled_features
+
+    with virtual_cuda():
+        card = train_autoencoder(class_folders, tmp_path, epochs=1, batch_size=8, limit=1, perceptual_weight=0.5,
+                                 init=tiny_weights, device="cuda")
+        net = frozen_lite0("cuda")
+        model, _ = load_autoencoder(tmp_path, "cuda")
+        x = torch.rand(6, 3, 128, 128, device="cuda") * 2 - 1
+        distance = feature_distance(net, model(x), x)
+        with torch.no_grad():
+            features = pooled_features(net, x, size=64)
+    assert card["training"]["history"][0]["selection_feature_distance"] > 0
+    assert distance.device.type == "cuda" and distance.shape == (6,)
+    assert features.device.type == "cpu" and frechet_distance(features, features + 1) > 0
+
 # ---------------------------------------------------------------- text models
 
 def test_text_training_and_inference_on_the_gpu(tmp_path):

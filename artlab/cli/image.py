@@ -17,7 +17,11 @@ def register(sub):
     p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     p.add_argument("--no-reconstruct", action="store_true", help="skip the autoencoder (no psnr)")
     p.set_defaults(run=run_predict)
+    _register_training(sub)
+    _register_measures(sub)
 
+
+def _register_training(sub):
     t = sub.add_parser("train", help="train the art classifier and/or the autoencoder")
     t.add_argument("--data", required=True, type=Path, help="folder holding styles/ and subjects/")
     t.add_argument("--out", type=Path, default=Path("weights"))
@@ -29,11 +33,33 @@ def register(sub):
     t.add_argument("--size", type=int, default=224, help="classifier input size")
     t.add_argument("--no-texture", action="store_true", help="without the Gram texture branch")
     t.add_argument("--ae-width", type=int, default=32)
+    t.add_argument("--ae-lr", type=float, default=2e-3, help="autoencoder learning rate (fine-tuning: lower, e.g. 3e-4)")
+    t.add_argument("--ae-batch", type=int, default=64, help="autoencoder batch size")
+    t.add_argument("--perceptual-weight", type=float, default=0.0,
+                   help="autoencoder: weight of the Lite0 feature distance added to L1 + MSE (0: pixels only)")
+    t.add_argument("--init-autoencoder", help="autoencoder: fine-tune these weights (folder or .safetensors) "
+                   "instead of starting from random")
     t.add_argument("--limit", type=int, help="at most this many images per class (quick runs)")
     t.add_argument("--time-budget", type=float, help="stop each model after this many seconds (keeps the best)")
     t.add_argument("--device")
     t.set_defaults(run=run_train)
 
+    s = sub.add_parser("soup", help="average two art classifiers' backbones into one (a model soup)")
+    s.add_argument("--base", required=True, help="classifier whose texture branch, neck and heads are kept")
+    s.add_argument("--with", dest="other", required=True, help="classifier whose backbone is averaged in")
+    s.add_argument("--data", required=True, type=Path, help="folder holding styles/ and subjects/")
+    s.add_argument("--out", required=True, type=Path)
+    s.add_argument("--base-weight", type=float, default=0.5, help="the base backbone's share (default 0.5)")
+    s.add_argument("--size", type=int, help="input size the soup is tested and used at (default: the base card's)")
+    s.add_argument("--calibration-images", type=int, default=2048,
+                   help="train images BatchNorm's statistics are measured on")
+    s.add_argument("--calibration-size", type=int, help="the size they are measured at (default: the base card's)")
+    s.add_argument("--limit", type=int, help="at most this many images per class (quick runs)")
+    s.add_argument("--device")
+    s.set_defaults(run=run_soup)
+
+
+def _register_measures(sub):
     c = sub.add_parser("calibrate", help="fit a classifier's temperatures and its unsure rule; write them to its card")
     c.add_argument("--data", required=True, type=Path, help="folder holding styles/ and subjects/ (train and val)")
     c.add_argument("--weights", help="classifier folder (default: the shipped weights; its card is rewritten)")
@@ -53,20 +79,6 @@ def register(sub):
     e.add_argument("--size", type=int, help="input size to test at (default: the card's, as predict uses)")
     e.add_argument("--device")
     e.set_defaults(run=run_evaluate)
-
-    s = sub.add_parser("soup", help="average two art classifiers' backbones into one (a model soup)")
-    s.add_argument("--base", required=True, help="classifier whose texture branch, neck and heads are kept")
-    s.add_argument("--with", dest="other", required=True, help="classifier whose backbone is averaged in")
-    s.add_argument("--data", required=True, type=Path, help="folder holding styles/ and subjects/")
-    s.add_argument("--out", required=True, type=Path)
-    s.add_argument("--base-weight", type=float, default=0.5, help="the base backbone's share (default 0.5)")
-    s.add_argument("--size", type=int, help="input size the soup is tested and used at (default: the base card's)")
-    s.add_argument("--calibration-images", type=int, default=2048,
-                   help="train images BatchNorm's statistics are measured on")
-    s.add_argument("--calibration-size", type=int, help="the size they are measured at (default: the base card's)")
-    s.add_argument("--limit", type=int, help="at most this many images per class (quick runs)")
-    s.add_argument("--device")
-    s.set_defaults(run=run_soup)
 
 
 def run_predict(args) -> int:
@@ -143,8 +155,9 @@ def run_train(args) -> int:
         print(json.dumps({h: r["accuracy"] for h, r in card["metrics"]["val"].items()}))
     if args.model in ("autoencoder", "all"):
         card = train_autoencoder(args.data, args.out, epochs=args.ae_epochs, width=args.ae_width,
-                                 limit=args.limit, time_budget_s=args.time_budget, device=args.device,
-                                 command=command)
+                                 lr=args.ae_lr, batch_size=args.ae_batch, perceptual_weight=args.perceptual_weight,
+                                 init=args.init_autoencoder, limit=args.limit, time_budget_s=args.time_budget,
+                                 device=args.device, command=command)
         print(json.dumps(card["metrics"]["val"]))
     return 0
 

@@ -16,14 +16,16 @@ from artlab.checkpoints import save_checkpoint
 from artlab.data import transforms
 from artlab.data.folders import load_art_data
 from artlab.device import pick_device
+from artlab.inference.image import load_autoencoder
 from artlab.labels import STYLES, SUBJECTS
 from artlab.models.autoencoder import IMAGE_SIZE as AE_SIZE
-from artlab.models.autoencoder import LATENT_SHAPE, ArtAutoencoder
+from artlab.models.autoencoder import LATENT_SHAPE, ArtAutoencoder, psnr
 from artlab.models.backbone import load_imagenet_weights
 from artlab.models.classifier import ArtClassifier
 from artlab.training.cards import history_record, make_card
 from artlab.training.evaluate import classifier_report, mean_psnr
 from artlab.training.loop import fit
+from artlab.training.perceptual import PerceptualLoss, feature_distance, frozen_lite0
 
 log = logging.getLogger(__name__)
 
@@ -131,16 +133,64 @@ def _selection_then_val(by_size: dict, size: int, val_report: dict) -> dict:
             "val": val_report}
 
 
+def _autoencoder_to_train(width: int, init, device) -> tuple[ArtAutoencoder, dict | None]:
+    """A fresh autoencoder, or one loaded from the checkpoint `init` (fine-tuning; its card's width)."""
+    if init is None:
+        return ArtAutoencoder(width).to(device).to(memory_format=torch.channels_last), None
+    model, card = load_autoencoder(init, device)
+    log.info("fine-tuning the autoencoder from %s", init)
+    return model.to(memory_format=torch.channels_last), card
+
+
+def autoencoder_loss(perceptual: PerceptualLoss | None, weight: float):
+    """The recipe's loss: L1 + MSE on pixels, plus `weight` x the Lite0 feature distance.
+
+    L1 sharpens more than L2 at the same PSNR budget; the small MSE term aligns with PSNR. Pixel
+    losses alone average what the latent cannot pin down into a blur; the feature term pays for
+    texture and edges a painting has, at some cost in PSNR.
+    """
+    def loss(recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        pixels = (recon.float() - x).abs().mean() + (recon.float() - x).pow(2).mean()
+        return pixels + weight * perceptual(recon, x) if perceptual is not None and weight else pixels
+    return loss
+
+
+@torch.no_grad()
+def selection_scores(model, x: torch.Tensor, device, perceptual: PerceptualLoss | None, weight: float,
+                     batch_size: int = 64) -> dict:
+    """Selection PSNR, and with a perceptual term its feature distance; the score picks the best epoch:
+    PSNR for a pixel loss, minus the training objective (pixels + weight x features) with the feature term."""
+    model.eval()
+    psnrs, pixel_losses, distances = [], [], []
+    for i in range(0, len(x), batch_size):
+        chunk = x[i:i + batch_size].to(device)
+        recon = model(chunk).float()
+        psnrs.append(psnr(recon, chunk).cpu())
+        pixel_losses.append(((recon - chunk).abs().flatten(1).mean(1) + (recon - chunk).pow(2).flatten(1).mean(1)).cpu())
+        if perceptual is not None and weight:
+            distances.append(feature_distance(perceptual.net, recon, chunk).float().cpu())
+    value = torch.cat(psnrs).mean().item() if psnrs else 0.0
+    if not distances:
+        return {"selection_psnr": round(value, 3), "score": value}
+    distance = torch.cat(distances).mean().item()
+    objective = torch.cat(pixel_losses).mean().item() + weight * distance
+    return {"selection_psnr": round(value, 3), "selection_feature_distance": round(distance, 4), "score": -objective}
+
+
 def train_autoencoder(data_root: Path, out_dir: Path, *, epochs: int = 40, batch_size: int = 64,
                       lr: float = 2e-3, width: int = 32, limit: int | None = None,
-                      time_budget_s: float | None = None, device=None,
+                      time_budget_s: float | None = None, device=None, perceptual_weight: float = 0.0,
+                      init: "str | Path | None" = None,
                       name: str = "art_autoencoder", seed: int = 0, command: str = "") -> dict:
+    """Train (or, from `init`, fine-tune) the autoencoder on "fit"; best epoch by selection PSNR."""
     device = pick_device(device)
     torch.manual_seed(seed)
     train = load_art_data(data_root, "fit", limit)
     selection_x = transforms.resize_for_eval(load_art_data(data_root, "selection", limit).images, AE_SIZE)
     images = train.images.to(device)
-    model = ArtAutoencoder(width).to(device).to(memory_format=torch.channels_last)
+    model, init_card = _autoencoder_to_train(width, init, device)
+    perceptual = PerceptualLoss(frozen_lite0(device)) if perceptual_weight else None
+    loss = autoencoder_loss(perceptual, perceptual_weight)
     steps = max(1, len(images) // batch_size)
 
     def batches(epoch):
@@ -150,31 +200,34 @@ def train_autoencoder(data_root: Path, out_dir: Path, *, epochs: int = 40, batch
             # Mild crops and flips only: the reconstruction must stay faithful to the full image.
             yield transforms.augment(images[idx], AE_SIZE, min_area=0.6, color=0.0)
 
-    def step(model, x):
-        recon = model(x)
-        # L1 sharpens more than L2 at the same PSNR budget; the small MSE term aligns with PSNR.
-        return (recon.float() - x).abs().mean() + (recon.float() - x).pow(2).mean()
-
     def evaluate(model):
-        value = mean_psnr(model, selection_x, device)
-        return {"selection_psnr": round(value, 3), "score": value}
+        return selection_scores(model, selection_x, device, perceptual, perceptual_weight)
 
-    result = fit(model, batches, step, epochs=epochs, steps_per_epoch=steps, device=device,
+    result = fit(model, batches, lambda m, x: loss(m(x), x), epochs=epochs, steps_per_epoch=steps, device=device,
                  param_groups=[{"params": model.parameters(), "lr": lr}], weight_decay=0.0,
                  warmup_epochs=0.5, evaluate=evaluate, time_budget_s=time_budget_s)
     val_x = transforms.resize_for_eval(load_art_data(data_root, "val", limit).images, AE_SIZE)
-    val_psnr = mean_psnr(model, val_x, device)
-    values, code = 3 * AE_SIZE * AE_SIZE, LATENT_SHAPE[0] * LATENT_SHAPE[1] * LATENT_SHAPE[2]
-    card = make_card(
-        name, architecture="convolutional autoencoder, residual blocks, spatial latent", config={"width": width},
-        input_size=AE_SIZE, latent_shape=list(LATENT_SHAPE), compression=f"{values} values -> {code} (1/{values // code})",
-        normalisation="RGB scaled to [-1, 1]; letterboxed to a square with black bars",
-        training_data=f"WikiArt styles/train + subjects/train, fit part ({len(images)} images)",
-        chosen_on={"best_epoch": "selection"},
-        training=history_record(result, batch_size=batch_size, lr=lr, loss="L1 + MSE"),
-        metrics={"selection": {"psnr_db": round(mean_psnr(model, selection_x, device), 3), "count": len(selection_x)},
-                 "val": {"psnr_db": round(val_psnr, 3), "count": len(val_x)}}, command=command)
+    metrics = {"selection": {"psnr_db": round(mean_psnr(model, selection_x, device), 3), "count": len(selection_x)},
+               "val": {"psnr_db": round(mean_psnr(model, val_x, device), 3), "count": len(val_x)}}
+    training = history_record(result, batch_size=batch_size, lr=lr,
+                              loss="L1 + MSE" + (f" + {perceptual_weight} x Lite0 feature distance"
+                                                 if perceptual_weight else ""),
+                              perceptual_weight=perceptual_weight,
+                              init=None if init is None else {"weights": str(init), "name": init_card.get("name"),
+                                                              "date": init_card.get("date")})
+    card = autoencoder_card(name, model, training, metrics, images=len(images), command=command)
     save_checkpoint(model, out_dir / name, card)
     return card
 
 
+def autoencoder_card(name: str, model: ArtAutoencoder, training: dict, metrics: dict, *, images: int,
+                     command: str, **fields) -> dict:
+    """The autoencoder's card (make_card's conventions); `fields` adds e.g. `replaces` and benchmark figures."""
+    values, code = 3 * AE_SIZE * AE_SIZE, LATENT_SHAPE[0] * LATENT_SHAPE[1] * LATENT_SHAPE[2]
+    width = model.decoder[0].out_channels // 4
+    return make_card(
+        name, architecture="convolutional autoencoder, residual blocks, spatial latent", config={"width": width},
+        input_size=AE_SIZE, latent_shape=list(LATENT_SHAPE), compression=f"{values} values -> {code} (1/{values // code})",
+        normalisation="RGB scaled to [-1, 1]; letterboxed to a square with black bars",
+        training_data=f"WikiArt styles/train + subjects/train, fit part ({images} images)",
+        chosen_on={"best_epoch": "selection"}, training=training, metrics=metrics, command=command, **fields)
