@@ -44,14 +44,22 @@ class Space:
     max_distance: float
 
     def __post_init__(self):
-        # The centres' projection, once (12 x 1280 x 512 multiply-adds: more than a picture's own).
-        object.__setattr__(self, "_projected_centres", self.centres.astype(np.float64) @ self.whitening)
+        # Converted and projected once: per picture only its own row is projected.
+        object.__setattr__(self, "_whitening", self.whitening.astype(np.float64))
+        object.__setattr__(self, "_projected_centres", _product(self.centres.astype(np.float64), self._whitening))
 
     def distances(self, rows: np.ndarray) -> np.ndarray:
         """Squared whitened distance of each row to its nearest class centre (Mahalanobis in the
         top r directions; Lee et al., 2018, with one covariance shared by all classes)."""
-        projected = rows.astype(np.float64) @ self.whitening
+        projected = _product(rows.astype(np.float64), self._whitening)
         return ((projected[:, None, :] - self._projected_centres[None]) ** 2).sum(axis=2).min(axis=1)
+
+
+def _product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b without BLAS: NumPy's OpenBLAS threads spin for a while after each call and took the
+    cores from ONNX Runtime's next run (8 ms more a picture, measured); einsum's own loop, in this
+    thread, costs under a millisecond for a picture's 1280 x 512."""
+    return np.einsum("ij,jk->ik", a, b, optimize=False)
 
 
 @dataclass(frozen=True)
