@@ -107,10 +107,16 @@ def _readable(record: dict) -> str:
     for head in ("subject", "style"):
         if head in record:
             lines.append(f"  {head:<8} " + ", ".join(f"{n} {p:.0%}" for n, p in record[head][:3]))
+    notes = [part for part in record.get("note", "").split("; ") if part]
+    if record.get("unsure"):
+        # the note says why ("unsure: ..."); printed on its own line, after the labels it doubts
+        why = [part.removeprefix("unsure: ") for part in notes if part.startswith("unsure: ")]
+        lines.append(f"  {'unsure':<8} " + (why[0] if why else "the labels are a guess"))
     if "reconstruction" in record:
         lines.append(f"  {'rebuilt':<8} {record['reconstruction']}")
-    if "note" in record:
-        lines.append(f"  {'note':<8} {record['note']}")
+    notes = [part for part in notes if not part.startswith("unsure: ")]
+    if notes:
+        lines.append(f"  {'note':<8} {'; '.join(notes)}")
     return "\n".join(lines)
 
 

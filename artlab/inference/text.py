@@ -257,7 +257,7 @@ class TextModels:
         for row, i in enumerate(readable):
             reason = unsure_reason(texts[i][:MAX_CHARS], self.tokenizer)
             if reason:
-                notes[i].append(f"unsure: {reason}; the labels are a guess")
+                notes[i].append(f"unsure: {reason}, so the labels are a guess")
             for head, names in self.labels.items():
                 ranked = sorted(zip(names, probs[head][row].tolist()), key=lambda item: -item[1])
                 records[i][head] = [[name, round(p, 4)] for name, p in ranked]
