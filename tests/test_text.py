@@ -739,10 +739,20 @@ def test_text_tab_says_unsure(lang):
     shown = {"subject": [["portrait", 0.6], ["landscape", 0.4]], "style": [["baroque", 1.0]],
              "notes": ["unsure_text"], "unsure": True}
     subject, style, note = render_text(shown, lang)
-    assert subject["label"] == t("subject_unsure", lang) and style["label"] == t("style_unsure", lang)
-    assert note["value"] == t("unsure_text", lang) and note["visible"]
-    subject, _, note = render_text({**shown, "notes": [], "unsure": False}, lang)
-    assert subject["label"] == t("subject", lang) and not note["visible"]
+    assert note["value"] == t("unsure_text", lang) and note["visible"] and len(subject) == 2
+    assert not render_text({**shown, "notes": [], "unsure": False}, lang)[2]["visible"]
+
+
+def test_text_tab_notes_unsure_from_the_record():
+    from types import SimpleNamespace
+
+    from artlab.ui.handlers import analyze_text
+
+    def read(text):
+        return {"text": text, "subject": [["portrait", 1.0]], "style": [["baroque", 1.0]], "unsure": True,
+                "note": "unsure: it holds no words, only numbers or signs, so the labels are a guess"}, []
+    out = analyze_text(SimpleNamespace(lab=SimpleNamespace(read=read)), "12 34", "en")
+    assert out[-1]["notes"] == ["unsure_text"] and out[-1]["unsure"] is True
 
 
 def test_stage_two_weights_descriptions_and_resizes_the_wide_part(trained, text_data):

@@ -155,15 +155,12 @@ def analyze_text(ctx: AppContext, text: str, lang: str = "en"):
 
 
 def render_text(shown: dict | None, lang: str):
-    """(subject, style, note) of a text's analysis, in `lang`; when unsure, the labels' own headers
-    say so too (as the Artwork tab's do), and the note says why."""
+    """(subject, style, note) of a text's analysis, in `lang`. When unsure, the notice says so (the
+    labels stay plain values: /analyze_text's outputs are part of the page's API)."""
     shown = shown or {}
-    unsure = shown.get("unsure", False)
-
-    def head(name):
-        scores = label_scores(shown[name], lang) if shown.get(name) else None
-        return gr.update(value=scores, label=t(f"{name}_unsure" if unsure else name, lang))
-    return head("subject"), head("style"), notice(" ".join(t(key, lang) for key in shown.get("notes", [])))
+    return (label_scores(shown["subject"], lang) if shown.get("subject") else None,
+            label_scores(shown["style"], lang) if shown.get("style") else None,
+            notice(" ".join(t(key, lang) for key in shown.get("notes", []))))
 
 
 # ------------------------------------------------------------------ Create tab
