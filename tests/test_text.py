@@ -738,7 +738,7 @@ def test_text_tab_says_unsure(lang):
 
     shown = {"subject": [["portrait", 0.6], ["landscape", 0.4]], "style": [["baroque", 1.0]],
              "notes": ["unsure_text"], "unsure": True}
-    subject, style, note = render_text(shown, lang)
+    subject, _, note = render_text(shown, lang)
     assert note["value"] == t("unsure_text", lang) and note["visible"] and len(subject) == 2
     assert not render_text({**shown, "notes": [], "unsure": False}, lang)[2]["visible"]
 
