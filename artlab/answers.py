@@ -51,7 +51,7 @@ def look_json(look) -> dict:
 
 
 def text_json(record: dict, pairs, text_models) -> dict:
-    """/predict_text's answer: the `predict-text --json` record (text, subject, style,
+    """/predict_text's answer: the `predict-text --json` record (text, subject, style, unsure,
     reconstruction, note) plus the works whose labels agree best and the text model that answered."""
     return {**record, "similar": [scored_json(work, score) for work, score in pairs],
             "model": {"name": TEXT_CLASSIFIER_NAME, "sha256": text_models.checkpoint.digest}}
@@ -107,10 +107,10 @@ PICTURE_SCHEMA = {"type": "object", "required": ["unsure", "similar", "model"], 
     "labels": {**_pairs("class"), "description": "a fine-tuned model's own classes, best first (only then)"},
     "psnr": {"type": "number", "description": "the autoencoder's reconstruction PSNR in dB"},
     "similar": _SCORED, "model": _MODEL}}
-TEXT_SCHEMA = {"type": "object", "required": ["text", "subject", "style", "similar", "model"], "properties": {
-    "text": {"type": "string"}, "subject": _pairs("subject"), "style": _pairs("style"),
+TEXT_SCHEMA = {"type": "object", "required": ["text", "subject", "style", "unsure", "similar", "model"], "properties": {
+    "text": {"type": "string"}, "subject": _pairs("subject"), "style": _pairs("style"), "unsure": _UNSURE,
     "reconstruction": {"type": "string", "description": "the text autoencoder's reconstruction"},
-    "note": {"type": "string", "description": "present when the text was cut or mostly unknown"},
+    "note": {"type": "string", "description": "present when the text was cut, mostly unknown, or unsure (why)"},
     "similar": _SCORED, "model": _MODEL}}
 NEIGHBOURS_SCHEMA = {"type": "object", "required": ["work", "similar"],
                      "properties": {"work": _WORK, "similar": _SCORED}}

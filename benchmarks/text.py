@@ -2,6 +2,11 @@
 
     python benchmarks/text.py [--weights W] [--data /work/shared/data] [--count 5000] [--device cpu]
     python benchmarks/text.py --data /work/shared/data --piece-words 4 6 8 10 12 16
+    python benchmarks/text.py --data /work/shared/data --unsure
+
+With --unsure it chooses the numbers of the text "unsure" rule (artlab.inference.text.unsure_reason)
+on the selection split and made-up non-texts of seed 0 (artlab.data.nontexts), then measures the
+numbers shipped on val and on non-texts of seed 1.
 
 With --piece-words it measures instead how well the text autoencoder rebuilds long texts piece by
 piece at each piece size, on the selection split's descriptions (their first sentences, up to 100
@@ -74,6 +79,65 @@ def choose_piece_words(args) -> int:
     return 0
 
 
+GRID = {"known_share": (0.3, 0.4, 0.5, 0.6, 0.7, 0.8), "min_words": (2, 3, 4, 5, 6, 8),
+        "pieces_per_letter": (0.5, 0.55, 0.6, 0.65, 0.7)}
+MAX_FLAGGED_TEXTS = 0.04      # the choice keeps the selection split's unsure rate at most this (target: val <= 5 %)
+
+
+def _rates(measures, kinds, **rule) -> dict:
+    """Share of texts flagged unsure, overall and per kind (`measures`: unsure_measures of each text)."""
+    from artlab.inference.text import unsure_reason
+
+    flagged = [bool(unsure_reason("", None, **rule, measures=m)) for m in measures]
+    by_kind = {k: [f for f, kk in zip(flagged, kinds) if kk == k] for k in sorted(set(kinds))}
+    return {"all": round(sum(flagged) / len(flagged), 4), "texts": len(flagged),
+            **{k: round(sum(v) / len(v), 4) for k, v in by_kind.items()}}
+
+
+def unsure_rates(args) -> int:
+    """Choose the unsure rule's numbers on the selection split and non-texts of seed 0, then measure
+    the numbers artlab.inference.text ships with on val and on non-texts of seed 1 (once)."""
+    import itertools
+
+    from artlab.data.nontexts import make_nontexts
+    from artlab.data.text import load_text_data
+    from artlab.inference import text as text_inference
+
+    tokenizer = text_inference.load_text_classifier(args.weights, "cpu")[1]
+
+    def measure_all(texts):
+        return [text_inference.unsure_measures(t, tokenizer) for t in texts]
+    selection = load_text_data(args.data, "selection")
+    choosing = make_nontexts(args.nontexts, seed=0)
+    selection_m, choosing_m = measure_all(selection.texts), measure_all([t for _, t in choosing])
+    grid = []
+    for values in itertools.product(*GRID.values()):
+        rule = dict(zip(GRID, values))
+        texts = _rates(selection_m, selection.kinds, **rule)
+        non = _rates(choosing_m, [k for k, _ in choosing], **rule)
+        grid.append({"rule": rule, "selection": texts, "nontexts_seed0": non})
+    allowed = [g for g in grid if g["selection"]["all"] <= MAX_FLAGGED_TEXTS]
+    best = max(allowed, key=lambda g: (g["nontexts_seed0"]["all"], -g["selection"]["all"]))
+    print(f"chosen on selection + non-texts of seed 0: {best['rule']}: selection {best['selection']}, "
+          f"non-texts {best['nontexts_seed0']}")
+    shipped = {"known_share": text_inference.UNSURE_KNOWN_SHARE, "min_words": text_inference.UNSURE_MIN_WORDS,
+               "pieces_per_letter": text_inference.UNSURE_PIECES_PER_LETTER}
+    if shipped != best["rule"]:
+        print(f"the shipped numbers {shipped} are not the chosen ones: set them in artlab.inference.text first "
+              "(val is measured only on the rule chosen)")
+        return 1
+    val = load_text_data(args.data, "val")
+    measuring = make_nontexts(args.nontexts, seed=1)
+    measured = {"val": _rates(measure_all(val.texts), val.kinds, **shipped),
+                "nontexts_seed1": _rates(measure_all([t for _, t in measuring]), [k for k, _ in measuring], **shipped)}
+    print(f"shipped {shipped}: val {measured['val']}\n  non-texts of seed 1 {measured['nontexts_seed1']}")
+    result = {"benchmark": "text unsure rule", "chosen": best, "shipped_rule": shipped, "measured_once": measured,
+              "max_flagged_selection": MAX_FLAGGED_TEXTS, "grid": grid}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.with_name("text_unsure.json").write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", help="text weights folder (default: $ARTLAB_WEIGHTS or the shipped weights)")
@@ -83,7 +147,12 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=ROOT / "runs" / "benchmarks" / "text.json")
     parser.add_argument("--piece-words", type=int, nargs="+",
                         help="instead: the autoencoder's token accuracy by length at these piece sizes (selection split)")
+    parser.add_argument("--unsure", action="store_true",
+                        help="instead: choose the unsure rule on the selection split, measure it on val")
+    parser.add_argument("--nontexts", type=int, default=2200, help="made-up non-texts per seed (--unsure)")
     args = parser.parse_args()
+    if args.unsure:
+        return unsure_rates(args)
     if args.piece_words:
         return choose_piece_words(args)
     from common import machine

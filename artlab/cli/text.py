@@ -39,14 +39,17 @@ def register(sub):
     t.add_argument("--ae-slots", type=int, default=16,
                    help="autoencoder code as this many attention slots of code/slots values "
                         "(0: one vector squeezed from the final states)")
-    t.add_argument("--wide-buckets", type=int, default=1 << 16,
-                   help="classifier's wide part: hashed n-gram buckets (0: none; default 65536)")
+    t.add_argument("--wide-buckets", type=int,
+                   help="classifier's wide part: hashed n-gram buckets (0: none; default 65536, "
+                        "with --wide-from: the first stage's)")
     t.add_argument("--refit", action="store_true",
                    help="classifier on all of train for exactly --epochs (chosen before on the selection split)")
     t.add_argument("--wide-from", type=Path,
                    help="classifier: train again only the wide part of the one in this folder (trained on fit), "
                         "its GRU fixed, for --epochs at --wide-lr; the selection split picks the epoch")
     t.add_argument("--wide-lr", type=float, default=0.01, help="learning rate of --wide-from (default 0.01)")
+    t.add_argument("--description-weight", type=float, default=1.0,
+                   help="--wide-from: each description counts this many titles in the loss (default 1)")
     t.add_argument("--replaces", type=Path,
                    help="weights folder of the classifier this one replaces, for its card (default: the shipped)")
     t.add_argument("--limit", type=int, help="at most this many texts per split (quick runs)")
@@ -104,10 +107,16 @@ def _readable(record: dict) -> str:
     for head in ("subject", "style"):
         if head in record:
             lines.append(f"  {head:<8} " + ", ".join(f"{n} {p:.0%}" for n, p in record[head][:3]))
+    notes = [part for part in record.get("note", "").split("; ") if part]
+    if record.get("unsure"):
+        # the note says why ("unsure: ..."); printed on its own line, after the labels it doubts
+        why = [part.removeprefix("unsure: ") for part in notes if part.startswith("unsure: ")]
+        lines.append(f"  {'unsure':<8} " + (why[0] if why else "the labels are a guess"))
     if "reconstruction" in record:
         lines.append(f"  {'rebuilt':<8} {record['reconstruction']}")
-    if "note" in record:
-        lines.append(f"  {'note':<8} {record['note']}")
+    notes = [part for part in notes if not part.startswith("unsure: ")]
+    if notes:
+        lines.append(f"  {'note':<8} {'; '.join(notes)}")
     return "\n".join(lines)
 
 
@@ -151,9 +160,9 @@ def _train_classifier(args, command: str) -> dict:
     replaces = args.replaces or SHIPPED_WEIGHTS_DIR
     if args.wide_from:
         return retrain_wide(args.data, args.wide_from, args.out, epochs=args.epochs, lr=args.wide_lr,
-                            device=args.device or "cpu", command=command, replaces=replaces)
+                            wide_buckets=args.wide_buckets, description_weight=args.description_weight, device=args.device or "cpu", command=command, replaces=replaces)
     return train_classifier(args.data, args.out, epochs=args.epochs, batch_size=args.batch, lr=args.lr,
-                            wide_buckets=args.wide_buckets, refit=args.refit, replaces=replaces,
+                            wide_buckets=1 << 16 if args.wide_buckets is None else args.wide_buckets, refit=args.refit, replaces=replaces,
                             limit=args.limit, device=args.device, command=command, time_budget_s=args.time_budget)
 
 

@@ -2,10 +2,12 @@
 
     models = TextModels()                       # the shipped weights, loaded once
     models.analyze(["stormy sea at night"])     # -> [{"text": ..., "subject": [...], "style": [...],
-                                                #      "reconstruction": "stormy sea at night"}]
+                                                #      "unsure": False, "reconstruction": "stormy sea at night"}]
 
 Each answer is one dict of the JSON contract of `python -m artlab predict-text --json`;
 bad input (empty text) gets {"text": ..., "error": ...} in its place, never an exception.
+"unsure" is true when the text does not look like a title or description (`unsure_reason`): its
+labels are then a guess, and the note says why.
 """
 
 import logging
@@ -23,7 +25,7 @@ from artlab.checkpoints import (
 )
 from artlab.device import pick_device
 from artlab.models.text import TextAutoencoder, TextClassifier, ngram_bags
-from artlab.tokenizer import Tokenizer, TokenizerError, pad_batch
+from artlab.tokenizer import Tokenizer, TokenizerError, normalize_words, pad_batch
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,15 @@ AE_PIECE_WORDS = 4
 AE_MAX_PIECES = 64        # at most this many pieces are rebuilt (about 250 words at 4 a piece); a note says so
 # Where a text may be cut into pieces: after the end of a sentence or clause.
 CLAUSE_BREAK = re.compile(r"(?<=[.;:!?,])\s+")
+# "unsure": the text does not look like a title or description the classifier knows, so its labels
+# are a guess. Each test is one line a reader can check; the numbers were chosen on the selection
+# split and on made-up non-texts of seed 0 (artlab.data.nontexts), `python benchmarks/text.py
+# --unsure`: the most non-texts flagged with at most 4 % of the selection split's texts flagged.
+UNSURE_KNOWN_SHARE = 0.6       # under 60 % of its words (of 2+ letters) in the vocabulary ...
+UNSURE_MIN_WORDS = 5           # ... in a text of at least this many words (short titles hold names)
+UNSURE_PIECES_PER_LETTER = 0.6  # unknown words falling apart into pieces of under ~1.7 letters: gibberish
+MACHINE_TEXT = re.compile(r"://|\bwww\.|\w@\w|\.(com|org|net|io|ly|co)\b|[{}<>=\\|$_]"
+                          r"|\b\d{1,4}[-/:]\d{1,2}[-/:]\d{1,4}\b")
 TEXT_ECHO = 200           # the "text" field of an answer holds at most this many characters
 BATCH = 256
 
@@ -185,6 +196,33 @@ def reconstruct_texts(model: TextAutoencoder, tokenizer: Tokenizer, texts: list[
     return out
 
 
+def unsure_measures(text: str, tokenizer: Tokenizer) -> tuple[bool, int, int, float]:
+    """What the unsure rule reads: machine-like marks, words (of 2+ letters), unknown words, and
+    the tokenizer's pieces per letter of the unknown words."""
+    words = [w for w in normalize_words(text) if w.isalpha() and len(w) >= 2]
+    unknown = [w for w in words if w not in tokenizer.ids]
+    letters = sum(map(len, unknown))
+    pieces = sum(len(tokenizer.encode(w)) for w in unknown) / letters if letters else 0.0
+    return bool(MACHINE_TEXT.search(text)), len(words), len(unknown), pieces
+
+
+def unsure_reason(text: str, tokenizer: Tokenizer, known_share: float = UNSURE_KNOWN_SHARE,
+                  min_words: int = UNSURE_MIN_WORDS, pieces_per_letter: float = UNSURE_PIECES_PER_LETTER,
+                  measures: tuple | None = None) -> str:
+    """Why `text` does not look like a painting's title or description ("" when it does).
+    `measures`: unsure_measures(text, tokenizer), when already computed."""
+    machine, words, unknown, pieces = measures or unsure_measures(text, tokenizer)
+    if machine:
+        return "it looks like a link, an address, code or a date, not a title"
+    if not words:
+        return "it holds no words, only numbers or signs"
+    if pieces > pieces_per_letter:
+        return "its unknown words do not look like words (random letters?)"
+    if words >= min_words and (words - unknown) / words < known_share:
+        return f"only {words - unknown} of its {words} words are known to the model"
+    return ""
+
+
 class TextModels:
     """The text classifier and autoencoder, loaded once. Thread-safe: one batch at a time."""
 
@@ -217,9 +255,13 @@ class TextModels:
                 rebuilt = reconstruct_texts(self.autoencoder, self.ae_tokenizer,
                                             [texts[i][:MAX_CHARS] for i in readable], self.device)
         for row, i in enumerate(readable):
+            reason = unsure_reason(texts[i][:MAX_CHARS], self.tokenizer)
+            if reason:
+                notes[i].append(f"unsure: {reason}, so the labels are a guess")
             for head, names in self.labels.items():
                 ranked = sorted(zip(names, probs[head][row].tolist()), key=lambda item: -item[1])
                 records[i][head] = [[name, round(p, 4)] for name, p in ranked]
+            records[i]["unsure"] = bool(reason)
             if rebuilt is not None:
                 records[i]["reconstruction"] = self._joined(*rebuilt[row], notes[i])
             if notes[i]:

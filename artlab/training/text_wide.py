@@ -47,14 +47,27 @@ def _wide_logits(model, rows: list[list[int]], offsets: torch.Tensor) -> torch.T
     return offsets + model.wide(flat, starts, per_sample_weights=weights)
 
 
-def _wide_loss(logits: torch.Tensor, targets: dict[str, torch.Tensor], heads) -> torch.Tensor:
+def _wide_loss(logits: torch.Tensor, targets: dict[str, torch.Tensor], heads, weights: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy per head, each text weighted by `weights` (descriptions may count more)."""
     loss, start = 0.0, 0
     for head, layer in heads.items():
         size = layer.out_features
-        # a batch may hold no label for a head: cross_entropy is then NaN
-        loss = loss + torch.nan_to_num(F.cross_entropy(logits[:, start:start + size], targets[head], ignore_index=-1))
+        per_text = F.cross_entropy(logits[:, start:start + size], targets[head], ignore_index=-1, reduction="none")
+        counted = weights * (targets[head] >= 0)
+        # a batch may hold no label for a head: nothing to add then
+        loss = loss + (per_text * counted).sum() / counted.sum().clamp(min=1e-8)
         start += size
     return loss
+
+
+def resize_wide(model, buckets: int) -> None:
+    """Give `model` a fresh (zero) wide part of `buckets` hashed buckets, for stage 2 to train."""
+    if buckets == model.wide_buckets:
+        return
+    outputs = model.wide.weight.shape[1]
+    model.wide = torch.nn.EmbeddingBag(buckets, outputs, mode="sum").to(model.wide.weight.device)
+    torch.nn.init.zeros_(model.wide.weight)
+    model.wide_buckets = buckets
 
 
 @torch.no_grad()
@@ -75,10 +88,13 @@ def _selection_scores(model, rows: list[list[int]], offsets: torch.Tensor, selec
 
 
 def train_wide_part(model, tokenizer, fit: TextSet, selection: TextSet, *, epochs: int, lr: float,
-                    batch_size: int = 512, seed: int = 0, device="cpu") -> list[dict]:
-    """Train model.wide in place on `fit` (the GRU fixed); keep the epoch best on `selection`."""
+                    batch_size: int = 512, seed: int = 0, description_weight: float = 1.0,
+                    device="cpu") -> list[dict]:
+    """Train model.wide in place on `fit` (the GRU fixed); keep the epoch best on `selection`.
+    description_weight: each description counts this many titles in the loss."""
     torch.manual_seed(seed)
     keep = labelled_rows(fit)
+    text_weights = torch.tensor([description_weight if fit.kinds[i] == "description" else 1.0 for i in keep])
     rows = [ngram_ids(fit.texts[i], model.wide_buckets) for i in keep]
     offsets = deep_log_probs(model, tokenizer, fit, device)[torch.tensor(keep)]
     targets = {h: fit.labels[h][torch.tensor(keep)] for h in TEXT_HEADS}
@@ -90,7 +106,7 @@ def train_wide_part(model, tokenizer, fit: TextSet, selection: TextSet, *, epoch
         model.wide.train()
         for batch in torch.randperm(len(keep)).split(batch_size):
             logits = _wide_logits(model, [rows[j] for j in batch.tolist()], offsets[batch])
-            loss = _wide_loss(logits, {h: t[batch] for h, t in targets.items()}, model.heads)
+            loss = _wide_loss(logits, {h: t[batch] for h, t in targets.items()}, model.heads, text_weights[batch])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -105,7 +121,7 @@ def train_wide_part(model, tokenizer, fit: TextSet, selection: TextSet, *, epoch
 
 
 def retrain_wide(data_root: Path, stage1: Path, out_dir: Path, *, epochs: int = 6, lr: float = 0.01,
-                 device="cpu", name: str = "text_classifier", command: str = "", replaces: Path | None = None) -> dict:
+                 wide_buckets: int | None = None, description_weight: float = 1.0, device="cpu", name: str = "text_classifier", command: str = "", replaces: Path | None = None) -> dict:
     """The stage-1 classifier in `stage1` (trained on fit) with its wide part trained again; saved to out_dir."""
     from artlab.training.text import replaced_version
 
@@ -114,18 +130,23 @@ def retrain_wide(data_root: Path, stage1: Path, out_dir: Path, *, epochs: int = 
         raise ValueError(f"{stage1}: this classifier has no wide part to train")
     if stage1_card.get("training_data", {}).get("trained_on") != "fit":
         raise ValueError(f"{stage1}: the first stage must be trained on the fit split (the selection split chooses)")
+    first_buckets = model.wide_buckets
+    resize_wide(model, wide_buckets or first_buckets)
     sets = {split: text_data.load_text_data(data_root, split) for split in ("fit", "selection", "val")}
-    history = train_wide_part(model, tokenizer, sets["fit"], sets["selection"], epochs=epochs, lr=lr, device=device)
+    history = train_wide_part(model, tokenizer, sets["fit"], sets["selection"], epochs=epochs, lr=lr,
+                              description_weight=description_weight, device=device)
     model.eval()
     metrics = {split: text_classifier_report(model, tokenizer, sets[split], device) for split in ("selection", "val")}
     best_epoch = max(history, key=lambda r: r["score"])["epoch"]
     card = make_card(
-        name, architecture=stage1_card["architecture"], config=stage1_card["config"], labels=stage1_card["labels"],
+        name, architecture=stage1_card["architecture"].replace(f"{first_buckets:,}", f"{model.wide_buckets:,}"),
+        config={**stage1_card["config"], "wide_buckets": model.wide_buckets}, labels=stage1_card["labels"],
         vocabulary=vocab_path(Path(name)).name, tokenizer=stage1_card["tokenizer"],
         training_data=stage1_card["training_data"],
         training={"stage_1": {**stage1_card["training"], "command": stage1_card["command"],
                               "metrics_selection": {k: r["accuracy"] for k, r in stage1_card["metrics"]["selection"].items()}},
-                  "stage_2": {"what": "the wide part alone, GRU fixed, Adam", "lr": lr, "epochs_run": len(history),
+                  "stage_2": {"what": "the wide part alone, GRU fixed, Adam", "lr": lr, "wide_buckets": model.wide_buckets,
+                              "description_weight": description_weight, "epochs_run": len(history),
                               "best_epoch": best_epoch, "history": history}},
         metrics=metrics, chosen_on={**stage1_card["chosen_on"], "wide_part_epoch": "the selection split (sum of its "
                                     "three accuracies)"},

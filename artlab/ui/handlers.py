@@ -126,6 +126,7 @@ def add_to_gallery(ctx: AppContext, image_path, title: str, artist: str, year: s
 _TEXT_NOTES = (("truncated", "note_truncated"), ("tokens were read", "note_truncated"),
                ("unknown to the model", "note_unknown"), ("empty text", "need_text"),
                ("no readable words", "no_words"))
+# (the "unsure: ..." note becomes the unsure_text notice, from the record's "unsure")
 
 
 def _note_keys(text: str) -> list[str]:
@@ -142,17 +143,20 @@ def analyze_text(ctx: AppContext, text: str, lang: str = "en"):
         try:
             record, pairs = ctx.lab.read(text)
             notes = _note_keys(record.get("error", "")) + _note_keys(record.get("note", ""))
+            notes += ["unsure_text"] if record.get("unsure") else []
         except WeightsError as e:
             log.warning("text models: %s", e)
             notes = ["text_models_missing"]
-    shown = {"subject": record.get("subject"), "style": record.get("style"), "notes": notes}
+    shown = {"subject": record.get("subject"), "style": record.get("style"), "notes": notes,
+             "unsure": bool(record.get("unsure"))}
     items, ids = cards(pairs)
     subject, style, note = render_text(shown, lang)
     return subject, style, record.get("reconstruction", ""), items, ids, note, shown
 
 
 def render_text(shown: dict | None, lang: str):
-    """(subject, style, note) of a text's analysis, in `lang`."""
+    """(subject, style, note) of a text's analysis, in `lang`. When unsure, the notice says so (the
+    labels stay plain values: /analyze_text's outputs are part of the page's API)."""
     shown = shown or {}
     return (label_scores(shown["subject"], lang) if shown.get("subject") else None,
             label_scores(shown["style"], lang) if shown.get("style") else None,

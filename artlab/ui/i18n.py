@@ -60,6 +60,8 @@ TEXTS = {
         "need_text": "Type a title or a description first.", "no_words": "This text has no readable words.",
         "note_truncated": "Only the beginning of this long text was read.",
         "note_unknown": "Most of these characters are unknown to the model (it reads English): low confidence.",
+        "unsure_text": "Unsure: this does not look like a painting's title or description (unknown words, a link, "
+                       "code or numbers?). The subject and style are only a guess.",
         "text_models_missing": "The text models are not installed here. The image side of ArtLab works as usual.",
         # Gallery tab
         "filter_style": "Style", "filter_subject": "Subject", "search": "Search titles",
@@ -185,6 +187,7 @@ TEXTS = {
         "need_text": "请先输入标题或描述。", "no_words": "这段文字中没有可读的词。",
         "note_truncated": "文字太长，只读取了开头部分。",
         "note_unknown": "大部分字符模型不认识（它读英文）：结果可信度低。",
+        "unsure_text": "不确定：这看起来不像绘画的标题或描述（生词、链接、代码或数字？）。下面的题材和风格只是猜测。",
         "text_models_missing": "此处未安装文本模型。ArtLab 的图像功能照常可用。",
         "filter_style": "风格", "filter_subject": "题材", "search": "搜索标题",
         "search_placeholder": "睡莲、伦勃朗…", "any": "全部", "grid": "藏品",
