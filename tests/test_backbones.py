@@ -242,3 +242,39 @@ def test_the_train_command_passes_the_recipe(monkeypatch, tmp_path):
     assert seen["recipe"] == StrongRecipe(backbone="lite2", mixup=0.2, cutmix=1.0, ema=0.999)
     assert seen["seed"] == 3
     assert np.isclose(seen["recipe"].mix_prob, 1.0)
+
+
+# ---------------------------------------------------------------- the GPU call's pack (scripts/gpu_train15.py)
+
+def test_the_pack_unpacks_to_the_sets_load_art_data_makes(class_folders, tmp_path):
+    """Packed here in parts (WebP chunks), unpacked part by part there: once every chunk is in, the
+    data cache holds each split's images (lossy, close) and labels, in the pack's shuffled order."""
+    import argparse
+    import importlib.util
+    import shutil
+
+    from conftest import ROOT
+    from safetensors.torch import load_file
+
+    from artlab.data.folders import load_art_data
+
+    spec = importlib.util.spec_from_file_location("gpu_train15", ROOT / "scripts" / "gpu_train15.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.pack(argparse.Namespace(data=class_folders, out=tmp_path / "made" / "gpu15", part_mb=0.001,
+                                   variants=[], limit=None))
+    parts = sorted((tmp_path / "made").glob("gpu15-part*"))
+    assert len(parts) == 3                                     # one chunk per part at this budget
+    carry, work = tmp_path / "carry", tmp_path / "work"
+    for k, part in enumerate(parts):                          # one call per part, as on the device
+        shutil.copytree(part, carry / part.name)
+        status = script.unpack(argparse.Namespace(carry=carry, work=work))
+        assert status == (0 if k == len(parts) - 1 else 3)
+    for split in script.SPLITS:
+        want = load_art_data(class_folders, split)
+        order = torch.randperm(len(want), generator=torch.Generator().manual_seed(0))
+        got = load_file(str(work / "cache" / f"{split}-None.safetensors"))
+        for head in ("style", "subject"):
+            assert torch.equal(got[head], want.labels[head][order])
+        assert got["images"].shape == want.images.shape
+        assert (got["images"].float() - want.images[order].float()).abs().mean() < 6
