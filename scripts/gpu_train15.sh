@@ -8,9 +8,11 @@
 #   dry run on a CPU:     LIMIT=4 PART_MB=17 ... pack, then CARRY=<a folder given one part at a time>
 #                         DEVICE=cpu BUDGET=40 EPOCHS=1 SIZE0=48 SIZE2=48 BATCH=16 ... smoke / stage / run
 #
-# Why several calls: a call carries the checkout (~35 MB, mostly weights/) and at most 64 MiB in all,
-# and the data alone (fit + selection + val, 15,582 images as 224-px WebP, ~7 KB each) is ~100 MB. The
-# pack step measures the checkout and bins the chunks into parts that fit beside it; each call unpacks
+# Why several calls: a call carries the checkout (34 MB, mostly weights/) and at most 64 MiB in all,
+# and the pack is 110 MB: fit + selection + val (12,025 + 1,307 + 2,250 images as 224-px WebP q75,
+# 6.2 KB each: 93.6 MB) and the Lite0 + Lite2 ImageNet weights (fp16, 16.6 MB). The pack step
+# measures the checkout and bins 500-image chunks into parts that fit beside it (2025-12: 4 parts of
+# 28.6, 30.0, 30.2, 21.5 MB, made in 2 min on 2 cores); each call unpacks
 # what it carries into /tmp/gpu15, which stays while the machine is warm (30 s between calls: issue the
 # next call at once). `stage` and `run` say which chunks are still missing (exit 3); a cold machine
 # means starting over from part 1.
