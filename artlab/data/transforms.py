@@ -57,3 +57,37 @@ def resize_for_eval(images: torch.Tensor, out_size: int) -> torch.Tensor:
     if x.shape[-1] != out_size:
         x = F.interpolate(x, size=(out_size, out_size), mode="bilinear", antialias=True, align_corners=False)
     return x
+
+
+def mix_batch(x: torch.Tensor, mixup: float = 0.0, cutmix: float = 0.0) -> tuple[torch.Tensor, float]:
+    """Mixup or CutMix of a batch with its reverse (image i with image n-1-i), on x's device.
+
+    Returns the mixed batch and lam, the share of each image's own pixels: its targets are lam of its
+    own and 1 - lam of its partner's (training.image.mixed_two_head_loss). The batch order is random
+    already, so the reversed batch is a random partner at no cost. `mixup`, `cutmix`: the Beta(a, a)
+    parameters (0: off); with both, each batch gets one of the two, at even odds.
+    """
+    kinds = [kind for kind, alpha in (("mixup", mixup), ("cutmix", cutmix)) if alpha > 0]
+    if not kinds or len(x) < 2:
+        return x, 1.0
+    kind = kinds[int(torch.randint(len(kinds), ()).item())]
+    alpha = mixup if kind == "mixup" else cutmix
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    partner = x.flip(0)
+    if kind == "mixup":
+        return lam * x + (1 - lam) * partner, lam
+    return _paste_box(x, partner, lam)
+
+
+def _paste_box(x: torch.Tensor, partner: torch.Tensor, lam: float) -> tuple[torch.Tensor, float]:
+    """CutMix: a box of about (1 - lam) of the area, at a random place, taken from the partner; lam is
+    recomputed from the box as clipped at the borders, so the targets match the pixels."""
+    side_h, side_w = x.shape[-2:]
+    cut = math.sqrt(1 - lam)
+    h, w = int(side_h * cut), int(side_w * cut)
+    cy, cx = int(torch.randint(side_h, ()).item()), int(torch.randint(side_w, ()).item())
+    y0, y1 = max(0, cy - h // 2), min(side_h, cy + h // 2)
+    x0, x1 = max(0, cx - w // 2), min(side_w, cx + w // 2)
+    mixed = x.clone()
+    mixed[:, :, y0:y1, x0:x1] = partner[:, :, y0:y1, x0:x1]
+    return mixed, 1 - (y1 - y0) * (x1 - x0) / (side_h * side_w)

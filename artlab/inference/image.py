@@ -29,7 +29,7 @@ from artlab.inference.explain import cam_for, classify_with_cam, overlay
 from artlab.memory import release_freed_memory
 from artlab.models.autoencoder import IMAGE_SIZE as AE_SIZE
 from artlab.models.autoencoder import ArtAutoencoder, interpolate, psnr
-from artlab.models.backbone import fuse_batchnorm
+from artlab.models.backbone import DEFAULT_VARIANT, VARIANTS, fuse_batchnorm
 from artlab.models.classifier import ArtClassifier
 
 log = logging.getLogger(__name__)
@@ -91,11 +91,14 @@ def _card_config(card: dict, where) -> dict:
     return config
 
 
-def classifier_spec(card: dict, where) -> tuple[dict[str, int], int, bool]:
-    """(classes per head, embedding size, texture branch) from a classifier card, each checked by
-    type and range; WeightsError (one line, naming the field) for anything else."""
+def classifier_spec(card: dict, where) -> tuple[dict[str, int], int, bool, str]:
+    """(classes per head, embedding size, texture branch, backbone variant) from a classifier card, each
+    checked by type and range; WeightsError (one line, naming the field) for anything else."""
     config = _card_config(card, where)
     embed_dim, texture = config.get("embed_dim", 512), config.get("texture", True)
+    backbone = config.get("backbone", DEFAULT_VARIANT)   # cards from before Lite1/Lite2: Lite0
+    if not isinstance(backbone, str) or backbone not in VARIANTS:
+        raise WeightsError(f"{where}: 'backbone' must be one of {', '.join(sorted(VARIANTS))}, not {_shown(backbone)}")
     if not _whole_number(embed_dim, 1, MAX_EMBED_DIM):
         raise WeightsError(f"{where}: 'embed_dim' must be a whole number from 1 to {MAX_EMBED_DIM}, "
                            f"not {_shown(embed_dim)}")
@@ -113,15 +116,15 @@ def classifier_spec(card: dict, where) -> tuple[dict[str, int], int, bool]:
     if not _whole_number(card.get("input_size"), *INPUT_SIZES):
         raise WeightsError(f"{where}: 'input_size' must be a whole number of pixels from {INPUT_SIZES[0]} "
                            f"to {INPUT_SIZES[1]}, not {_shown(card.get('input_size'))}")
-    return {head: len(names) for head, names in labels.items()}, embed_dim, texture
+    return {head: len(names) for head, names in labels.items()}, embed_dim, texture, backbone
 
 
 def load_classifier(weights=None, device=None) -> tuple[ArtClassifier, dict]:
     """`weights`: a Checkpoint, or a folder (None: the default weights) to find one in."""
     checkpoint = Checkpoint.find(weights, CLASSIFIER_NAME)
     path, card = checkpoint.path, checkpoint.card
-    heads, embed_dim, texture = classifier_spec(card, path.with_suffix(".json"))
-    model = ArtClassifier(heads, embed_dim=embed_dim, texture=texture, dropout=0.0, drop_path=0.0)
+    heads, embed_dim, texture, backbone = classifier_spec(card, path.with_suffix(".json"))
+    model = ArtClassifier(heads, embed_dim=embed_dim, texture=texture, dropout=0.0, drop_path=0.0, backbone=backbone)
     checkpoint.load_into(model)
     return model.float().eval().to(pick_device(device)), card
 

@@ -1,4 +1,4 @@
-"""The art classifier: Lite0 backbone, a texture (Gram) branch, a shared neck, and one head per task.
+"""The art classifier: an EfficientNet-Lite backbone (Lite0 by default; Lite1, Lite2), a texture (Gram) branch, a shared neck, and one head per task.
 
     image -> backbone -> global pool (content)  --+
           \-> taps -> Gram statistics (texture) --+-> neck (embedding) -> style head
@@ -15,10 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from artlab.models.backbone import (
+    DEFAULT_VARIANT,
     FEATURE_CHANNELS,
     TAP_CHANNELS,
     TEXTURE_TAPS,
-    EfficientNetLite0,
+    EfficientNetLite,
 )
 
 TEXTURE_REDUCED = 32  # channels each tap is projected to before its Gram matrix
@@ -27,13 +28,14 @@ TEXTURE_REDUCED = 32  # channels each tap is projected to before its Gram matrix
 class GramTexture(nn.Module):
     """Per-tap 1x1 projection, Gram matrix (upper triangle) with signed square root."""
 
-    def __init__(self, taps=TEXTURE_TAPS, reduced=TEXTURE_REDUCED, out_dim=256):
+    def __init__(self, tap_channels=tuple(TAP_CHANNELS[t] for t in TEXTURE_TAPS), reduced=TEXTURE_REDUCED,
+                 out_dim=256):  # tap_channels: the channels of each tapped map (Lite0's by default)
         super().__init__()
-        self.reduce = nn.ModuleList(nn.Conv2d(TAP_CHANNELS[t], reduced, 1, bias=False) for t in taps)
+        self.reduce = nn.ModuleList(nn.Conv2d(channels, reduced, 1, bias=False) for channels in tap_channels)
         pairs = reduced * (reduced + 1) // 2
         self.register_buffer("triu", torch.triu_indices(reduced, reduced), persistent=False)
-        self.norm = nn.LayerNorm(pairs * len(taps))
-        self.proj = nn.Linear(pairs * len(taps), out_dim)
+        self.norm = nn.LayerNorm(pairs * len(tap_channels))
+        self.proj = nn.Linear(pairs * len(tap_channels), out_dim)
 
     def forward(self, tapped: list[torch.Tensor]) -> torch.Tensor:
         grams = []
@@ -47,10 +49,10 @@ class GramTexture(nn.Module):
 
 class ArtClassifier(nn.Module):
     def __init__(self, heads: dict[str, int], embed_dim: int = 512, texture: bool = True,
-                 dropout: float = 0.3, drop_path: float = 0.1):
+                 dropout: float = 0.3, drop_path: float = 0.1, backbone: str = DEFAULT_VARIANT):
         super().__init__()
-        self.backbone = EfficientNetLite0(drop_path=drop_path)
-        self.texture = GramTexture() if texture else None
+        self.backbone = EfficientNetLite(drop_path=drop_path, variant=backbone)
+        self.texture = GramTexture(self.backbone.spec.tap_channels) if texture else None
         in_dim = FEATURE_CHANNELS + (self.texture.proj.out_features if texture else 0)
         self.neck = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, embed_dim), nn.GELU())
         self.heads = nn.ModuleDict({name: nn.Linear(embed_dim, n) for name, n in heads.items()})
@@ -58,7 +60,7 @@ class ArtClassifier(nn.Module):
 
     @property
     def taps(self):
-        return TEXTURE_TAPS if self.texture is not None else ()
+        return self.backbone.spec.taps if self.texture is not None else ()
 
     @property
     def trunk_dtype(self) -> torch.dtype:

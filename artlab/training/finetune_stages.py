@@ -44,7 +44,7 @@ def build_model(base: ArtClassifier, base_card: dict, classes: list[str], keep_b
     heads[HEAD] = len(classes)
     config = base_card.get("config", {})
     model = ArtClassifier(heads, embed_dim=config.get("embed_dim", 512), texture=config.get("texture", True),
-                          dropout=0.0, drop_path=0.0)
+                          dropout=0.0, drop_path=0.0, backbone=base.backbone.spec.name)
     state = {k: v for k, v in base.state_dict().items() if not k.startswith(f"heads.{HEAD}.")
              and (keep_base_heads or not k.startswith("heads."))}
     missing, unexpected = model.load_state_dict(state, strict=False)
