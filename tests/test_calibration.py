@@ -116,6 +116,8 @@ def test_the_calibrate_command_writes_the_card_and_its_companion(calibrated_weig
     assert set(section["metrics"]["nonpaintings"]["per_kind"]) == set(KINDS)
     companion = companion_file(calibrated_weights / "art_classifier.safetensors")
     assert companion.is_file()
+    companion_card = json.loads(companion.with_suffix(".json").read_text())     # data with a card, as every weight
+    assert companion_card["tensors"]["pooled.whitening"]["shape"][1] <= 512 and "non-commercial" in companion_card["licence"]
     # the threshold is the quantile of val distances measured with the stored centres and whitening
     from artlab.checkpoints import Checkpoint
     from artlab.training.calibrate import labelled_outputs

@@ -215,9 +215,30 @@ def _write(checkpoint: Checkpoint, section: dict, space: Space) -> None:
     # float32: a whitening holds 1 / standard deviations, which can pass fp16's 65,504
     tensors = {f"{space.name}.centres": np.ascontiguousarray(space.centres),
                f"{space.name}.whitening": np.ascontiguousarray(space.whitening)}
-    atomic_write(companion_file(checkpoint.path), lambda tmp: save_file(tensors, str(tmp)))
+    companion = companion_file(checkpoint.path)
+    atomic_write(companion, lambda tmp: save_file(tensors, str(tmp)))
+    atomic_write_text(companion.with_suffix(".json"),
+                      json.dumps(companion_card(checkpoint, section, tensors), indent=2, ensure_ascii=False) + "\n")
     card = {**checkpoint.card, "calibration": section}
     atomic_write_text(checkpoint.path.with_suffix(".json"), json.dumps(card, indent=2, ensure_ascii=False) + "\n")
+
+
+def companion_card(checkpoint: Checkpoint, section: dict, tensors: dict) -> dict:
+    """The card of the unsure rule's tensors: what they are, whose they are, how they were made."""
+    import datetime
+
+    from artlab.checkpoints import LICENCE_NOTE, file_digest
+
+    rule = section["unsure"]
+    return {"name": companion_file(checkpoint.path).stem, "date": datetime.date.today().isoformat(),
+            "licence": LICENCE_NOTE,
+            "what": "the unsure rule's class centres and whitening (artlab/inference/calibration.py, Space); its "
+                    "threshold and the figures are in the classifier's card, under calibration",
+            "classifier": {"file": checkpoint.path.name, "sha256": file_digest(checkpoint.path, chars=64)},
+            "tensors": {name: {"shape": list(t.shape), "dtype": str(t.dtype)} for name, t in tensors.items()},
+            "space": rule["space"], "rank": rule["rank"], "shrink": rule["shrink"],
+            "training_data": rule["reference"], "chosen_on": section["chosen_on"],
+            "command": section["command"]}
 
 
 def print_calibration(section: dict) -> None:
