@@ -63,25 +63,17 @@ def fit_space(rows: np.ndarray, groups: np.ndarray, rank: int = RANK, shrink: fl
 
 def raw_outputs(checkpoint: Checkpoint, images: torch.Tensor, device) -> dict[str, np.ndarray]:
     """Uncalibrated probabilities per head, embeddings and pooled feature maps of uint8 images
-    already letterboxed to the input size, through the engine predictions use."""
+    already letterboxed to the input size, through the engine predictions use (as `evaluate` runs it)."""
     from artlab.inference.engine import OnnxArtModels, engine_for
     from artlab.inference.image import classifier_probs, load_classifier_for_inference
+    from artlab.training.evaluate import onnx_outputs
 
     size = int(checkpoint.card["input_size"])
     if engine_for(device) == "onnx":
-        models = OnnxArtModels(checkpoint, autoencoder=False)
-        parts = [models.probabilities(_scaled(images[i:i + 32]), calibrated=False, pooled=True)
-                 for i in range(0, len(images), 32)]
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return onnx_outputs(OnnxArtModels(checkpoint, autoencoder=False), images, size, pooled=True)
     model, _ = load_classifier_for_inference(checkpoint, device)
     out = classifier_probs(model, images, size, next(model.parameters()).device, pooled=True)
     return {k: v.numpy() for k, v in out.items()}
-
-
-def _scaled(images: torch.Tensor) -> np.ndarray:
-    from artlab.images import normalize
-
-    return normalize(images).numpy()
 
 
 def pictures_tensor(pictures, size: int) -> torch.Tensor:

@@ -84,7 +84,7 @@ def evaluate_folder(folder, weights=None, split: str = "val", tta: bool = True, 
         # 224 px training cache): subjects' 320 px originals scored 0.893 through the cache, 0.867 as users get them.
         part = split if split in SPLIT_PARTS and root != Path(folder) else None
         data: ImageSet = load_class_folders(root, head, labels, size=size, part=part)
-        raw = (_onnx_probs(onnx, data.images, size, pooled) if onnx else
+        raw = (onnx_outputs(onnx, data.images, size, pooled) if onnx else
                {k: v.numpy() for k, v in classifier_probs(model, data.images, size, device, tta, pooled=pooled).items()})
         calibrated = calibration.apply(raw)
         truth = data.labels[head].numpy()
@@ -98,7 +98,7 @@ def evaluate_folder(folder, weights=None, split: str = "val", tta: bool = True, 
     return report
 
 
-def _onnx_probs(onnx: OnnxArtModels, images: torch.Tensor, size: int, pooled: bool, batch_size: int = 64) -> dict:
+def onnx_outputs(onnx: OnnxArtModels, images: torch.Tensor, size: int, pooled: bool, batch_size: int = 64) -> dict:
     """Uncalibrated outputs through the ONNX engine (the same resizing, the same mirror averaging)."""
     outs = [onnx.probabilities(resize_for_eval(images[i:i + batch_size], size).numpy(), calibrated=False, pooled=pooled)
             for i in range(0, len(images), batch_size)]
