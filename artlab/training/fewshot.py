@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from artlab.labels import CUSTOM_HEAD
-from artlab.training.loop import FitResult, fit
 from artlab.training.finetune_stages import head_report, held_out_score
+from artlab.training.loop import FitResult, fit, index_batches
 
 HEAD = CUSTOM_HEAD
 PLAIN, MIRROR = 0, 1          # the first two views of the feature cache; the augmented ones follow
@@ -218,14 +218,7 @@ def _fit_heads(heads: StackedHeads, x, labels, seen, config, evaluate, should_st
     """All heads at once through the training loop; each sees only its own images' views."""
     rows, row_labels = x.flatten(0, 1), labels.repeat(len(x))
     row_seen = seen.repeat(1, len(x)).float()        # H x (V*N)
-    generator = torch.Generator().manual_seed(config.seed)
-    batch_size = max(1, min(config.batch_size, len(rows)))
-    steps = max(1, len(rows) // batch_size)
-
-    def batches(epoch):
-        order = torch.randperm(len(rows), generator=generator)
-        for i in range(steps):
-            yield order[i * batch_size:(i + 1) * batch_size]
+    steps, batches = index_batches(len(rows), config.batch_size, config.seed)
 
     def step(model, idx):
         logits = model(rows[idx])                       # H x B x n

@@ -15,7 +15,7 @@ from artlab.inference.image import classifier_probs
 from artlab.labels import CUSTOM_HEAD
 from artlab.models.backbone import fuse_batchnorm
 from artlab.models.classifier import ArtClassifier
-from artlab.training.loop import fit
+from artlab.training.loop import fit, index_batches
 from artlab.training.metrics import classification_report
 
 HEAD = CUSTOM_HEAD
@@ -109,14 +109,10 @@ def train_head(head: nn.Linear, train_x: torch.Tensor, train_y: torch.Tensor, va
                val_y: torch.Tensor, classes: list[str], config: FinetuneConfig, should_stop, on_epoch):
     """Fit the head on cached neck vectors; val_x is 2 x N x D (plain and mirror)."""
     dropout_head = nn.Sequential(nn.Dropout(0.2), head)
-    generator = torch.Generator().manual_seed(config.seed)
-    batch_size = max(1, min(config.batch_size, len(train_x)))
-    steps = max(1, len(train_x) // batch_size)
+    steps, indices = index_batches(len(train_x), config.batch_size, config.seed)
 
     def batches(epoch):
-        order = torch.randperm(len(train_x), generator=generator)
-        for i in range(steps):
-            idx = order[i * batch_size:(i + 1) * batch_size]
+        for idx in indices(epoch):
             yield train_x[idx], train_y[idx]
 
     def step(model, batch):

@@ -32,6 +32,21 @@ class FitResult:
     out_of_time: bool = False   # True when time_budget_s ended training
 
 
+def index_batches(count: int, batch_size: int, seed: int) -> tuple[int, Callable[[int], Iterable[torch.Tensor]]]:
+    """(steps per epoch, batches): each epoch a fresh shuffle of range(count), cut into whole batches
+    of at most `batch_size` indices (the remainder is dropped), reproducible from `seed`."""
+    generator = torch.Generator().manual_seed(seed)
+    batch_size = max(1, min(batch_size, count))
+    steps = max(1, count // batch_size)
+
+    def batches(epoch):
+        order = torch.randperm(count, generator=generator)
+        for i in range(steps):
+            yield order[i * batch_size:(i + 1) * batch_size]
+
+    return steps, batches
+
+
 def warmup_cosine(optimizer, total_steps: int, warmup_steps: int, deadline: float | None = None):
     """Linear warm-up, then cosine decay to zero at the last step or at `deadline`, whichever is first.
 
